@@ -1,0 +1,41 @@
+"""Logging set-up: our own progress lines stay visible, TF/Beam noise only with --verbose."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+
+PROJECT_LOGGER = "cifar10_tfx"
+# TFX's launcher lines that say which component starts and ends: kept as progress.
+_PROGRESS = re.compile(r"^Component \S+ is (running|finished)|^node \S+ is (running|finished)",
+                       re.IGNORECASE)
+
+
+class _QuietFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(PROJECT_LOGGER) or record.levelno >= logging.ERROR:
+            return True
+        return bool(_PROGRESS.search(record.getMessage()))
+
+
+def configure(verbose: bool = False) -> None:
+    """Call before TensorFlow is imported so its C++ logging is quietened too."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        warnings.filterwarnings("ignore")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"))
+    if not verbose:
+        handler.addFilter(_QuietFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.use_python_logging()
+        absl_logging.set_verbosity(absl_logging.INFO)
+        absl_logging.get_absl_handler().setLevel(logging.INFO)
+    except ImportError:
+        pass

@@ -1,0 +1,162 @@
+"""Builds the CIFAR-10 TFX DAG; both runners call create_pipeline() with a PipelineConfig.
+
+ExampleGen -> StatisticsGen -> (curated schema) -> ExampleValidator (stops on anomalies) ->
+Transform -> [Tuner] -> Trainer -> Evaluator (vs. latest blessed) -> [TFLiteConverter] -> Pusher
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.cifar10_example_gen import Cifar10ExampleGen
+from components.serving_pusher import ServingPusher
+from components.strict_example_validator import StrictExampleValidator
+from modules import constants
+from pipeline import configs
+
+
+def trainer_custom_config(config: configs.PipelineConfig) -> dict:
+    """Settings that modules/training.py reads from FnArgs.custom_config."""
+    return {
+        "code_version": configs.code_fingerprint(),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "steps_per_epoch": config.steps_per_epoch,
+        "distribution_strategy": config.distribution_strategy,
+        "flip_averaging": config.flip_averaging,
+    }
+
+
+def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy with a floor and a no-regression check; per-class P/R/F1; confusion matrix."""
+    accuracy = tfma.MetricConfig(
+        class_name="SparseCategoricalAccuracy",
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(
+                lower_bound={"value": config.accuracy_threshold}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -config.max_accuracy_regression - 1e-10})))
+    per_class = [tfma.MetricConfig(class_name=name, config='{"top_k": 1}')
+                 for name in ("Precision", "Recall", "F1Score")]
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=constants.EXAMPLES_SIGNATURE,
+                                    label_key=constants.LABEL_KEY,
+                                    prediction_key=constants.PROBABILITIES_OUTPUT)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                accuracy,
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            ]),
+            tfma.MetricsSpec(
+                binarize=tfma.BinarizationOptions(class_ids={"values": list(
+                    range(constants.NUM_CLASSES))}),
+                metrics=per_class),
+        ])
+
+
+def create_pipeline(
+    config: configs.PipelineConfig,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
+    """The whole DAG; feature flags in `config` switch tuning and TFLite conversion on or off."""
+    example_gen = Cifar10ExampleGen(input_base=config.data_root,
+                                    eval_fraction=config.eval_fraction)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.SCHEMA_PATH)
+    example_validator = StrictExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        custom_config={"code_version": configs.code_fingerprint()},
+        # Decoding happens once in the Trainer's cached input pipeline; materializing 50k float
+        # images as tf.Examples would write ~600 MB for nothing.
+        materialize=False,
+        disable_statistics=True)
+    transform.add_upstream_node(example_validator)  # no training on data that failed validation
+
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+
+    hyperparameters = None
+    if config.enable_tuning:
+        tuner = tfx.components.Tuner(
+            tuner_fn=configs.TUNER_FN,
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=tfx.proto.TrainArgs(splits=[constants.TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[constants.EVAL_SPLIT]),
+            custom_config={**trainer_custom_config(config), "epochs": config.tuner_epochs,
+                           "max_trials": config.tuner_trials})
+        hyperparameters = tuner.outputs["best_hyperparameters"]
+        components.append(tuner)
+    elif config.hyperparameters_dir:
+        importer = tfx.dsl.Importer(
+            source_uri=config.hyperparameters_dir,
+            artifact_type=tfx.types.standard_artifacts.HyperParameters).with_id(
+                "hyperparameters_importer")
+        hyperparameters = importer.outputs["result"]
+        components.append(importer)
+
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        hyperparameters=hyperparameters,
+        train_args=tfx.proto.TrainArgs(splits=[constants.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[constants.EVAL_SPLIT]),
+        custom_config=trainer_custom_config(config))
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=[constants.TEST_SPLIT])
+    components += [trainer, model_resolver, evaluator]
+
+    tflite_model = None
+    if config.enable_tflite:
+        from components.tflite_converter import TFLiteConverter  # noqa: PLC0415
+
+        converter = TFLiteConverter(
+            model=trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            model_blessing=evaluator.outputs["blessing"],
+            mode=config.tflite_mode,
+            calibration_samples=config.tflite_calibration_samples,
+            max_accuracy_drop=config.tflite_max_accuracy_drop,
+            verify_samples=config.tflite_verify_samples)
+        tflite_model = converter.outputs["tflite_model"]
+        components.append(converter)
+
+    pusher = ServingPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        tflite_model=tflite_model,
+        serving_dir=config.serving_dir,
+        tflite_dir=config.tflite_dir if config.enable_tflite else None).with_id("Pusher")
+    components.append(pusher)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.default_beam_args())

@@ -1,0 +1,78 @@
+"""Reads what a pipeline run produced back out of ML Metadata: the push, the blessing, the metrics."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    blessed: Optional[bool]
+    pushed: bool
+    pushed_version: Optional[int]
+    serving_path: Optional[str]
+    tflite_path: Optional[str]
+    test_accuracy: Optional[float]
+    evaluation_uri: Optional[str]
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not os.path.exists(metadata_path):
+        raise FileNotFoundError(f"No ML Metadata database at {metadata_path}; run the pipeline first.")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def latest_artifact(store, type_name: str):
+    artifacts = store.get_artifacts_by_type(type_name)
+    live = [a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE]
+    return max(live, key=lambda a: a.id) if live else None
+
+
+def _custom_int(artifact, key: str) -> Optional[int]:
+    value = artifact.custom_properties.get(key)
+    return None if value is None else int(value.int_value)
+
+
+def _custom_str(artifact, key: str) -> Optional[str]:
+    value = artifact.custom_properties.get(key)
+    return None if value is None else value.string_value
+
+
+def test_accuracy(evaluation_uri: str) -> Optional[float]:
+    """Overall accuracy from a TFMA Evaluator output folder."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key == ():
+            for output in metrics.values():
+                for sub in output.values():
+                    value = sub.get("sparse_categorical_accuracy")
+                    if value is not None:
+                        return float(value.get("doubleValue", 0.0))
+    return None
+
+
+def latest_outcome(metadata_path: str) -> RunOutcome:
+    """The newest blessing, push and evaluation recorded in the store."""
+    store = open_store(metadata_path)
+    blessing = latest_artifact(store, "ModelBlessing")
+    pushed = latest_artifact(store, "PushedModel")
+    evaluation = latest_artifact(store, "ModelEvaluation")
+    was_pushed = bool(pushed and _custom_int(pushed, "pushed"))
+    return RunOutcome(
+        blessed=None if blessing is None else bool(_custom_int(blessing, "blessed")),
+        pushed=was_pushed,
+        pushed_version=_custom_int(pushed, "pushed_version") if was_pushed else None,
+        serving_path=_custom_str(pushed, "pushed_destination") if was_pushed else None,
+        tflite_path=_custom_str(pushed, "pushed_tflite_destination") if was_pushed else None,
+        test_accuracy=test_accuracy(evaluation.uri) if evaluation else None,
+        evaluation_uri=evaluation.uri if evaluation else None,
+    )

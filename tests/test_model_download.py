@@ -1,0 +1,177 @@
+"""Tests of serving.download_model: copying a pushed model version into a local base path."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from serving import download_model as dm
+from serving.download_model import ModelDownloadError, download_model, list_versions
+
+try:
+    from tests import serving_test_server as sts
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    import serving_test_server as sts
+
+
+@pytest.fixture(scope="session")
+def stand_in(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "saved_model"
+    sts.build_stand_in_model(str(path))
+    return path
+
+
+def add_version(base: Path, version, stand_in: Path, marker: str | None = None) -> Path:
+    """A copy of the stand-in at base/version, with assets.extra/ like the pipeline pushes."""
+    target = base / str(version)
+    shutil.copytree(stand_in, target)
+    extra = target / "assets.extra"
+    extra.mkdir()
+    (extra / "tf_serving_warmup_requests").write_bytes(os.urandom(2048))
+    (extra / "marker.txt").write_text(marker or f"version {version}")
+    (target / "empty_dir").mkdir()
+    return target
+
+
+def tree(root: Path) -> dict:
+    """{relative path: bytes} for files, {relative path: None} for folders."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        out[str(path.relative_to(root))] = path.read_bytes() if path.is_file() else None
+    return out
+
+
+@pytest.fixture
+def source(tmp_path, stand_in) -> Path:
+    base = tmp_path / "pushed"
+    base.mkdir()
+    for version in (1, 2, 10):  # 10 > 2: versions compare as integers, not strings
+        add_version(base, version, stand_in)
+    add_version(base, "latest", stand_in)  # not an integer: ignored
+    (base / "11").mkdir()  # no saved_model.pb (a push in progress): ignored
+    (base / "11" / "variables").mkdir()
+    (base / "12").write_text("a file, not a folder")
+    return base
+
+
+@pytest.fixture
+def dest(tmp_path) -> Path:
+    return tmp_path / "serving" / "cifar10"  # does not exist yet: created on demand
+
+
+def test_lists_only_integer_versions_with_saved_model(source):
+    assert list_versions(str(source)) == [1, 2, 10]
+
+
+def test_latest_version_is_copied_completely(source, dest):
+    final = download_model(str(source), str(dest))
+    assert final == str(dest / "10")
+    assert tree(dest / "10") == tree(source / "10")
+    assert "empty_dir" in tree(dest / "10")
+    assert os.listdir(dest) == ["10"]  # no temporary folder left behind
+
+
+def test_named_version(source, dest):
+    final = download_model(str(source), str(dest), version=2)
+    assert final == str(dest / "2")
+    assert (dest / "2" / "assets.extra" / "marker.txt").read_text() == "version 2"
+    assert tree(dest / "2") == tree(source / "2")
+
+
+def test_missing_version(source, dest):
+    with pytest.raises(ModelDownloadError, match=r"version 3 not found; available: 1, 2, 10"):
+        download_model(str(source), str(dest), version=3)
+    with pytest.raises(ModelDownloadError, match="version 11 not found"):
+        download_model(str(source), str(dest), version=11)  # exists, but no saved_model.pb
+    assert not dest.exists()
+
+
+def test_no_versions(tmp_path, stand_in, dest):
+    base = tmp_path / "empty_push"
+    base.mkdir()
+    add_version(base, "latest", stand_in)
+    (base / "3").mkdir()
+    with pytest.raises(ModelDownloadError, match="no model versions"):
+        download_model(str(base), str(dest))
+    with pytest.raises(ModelDownloadError, match="not found or not a folder"):
+        download_model(str(tmp_path / "nowhere"), str(dest))
+
+
+def test_corrupt_saved_model_is_refused_and_leaves_nothing(source, dest, stand_in):
+    bad = add_version(source, 20, stand_in)
+    (bad / "saved_model.pb").write_bytes(b"\x08\x01 definitely not a SavedModel proto" * 10)
+    with pytest.raises(ModelDownloadError, match="does not load"):
+        download_model(str(source), str(dest))  # 20 is the latest: refused, not skipped
+    assert os.listdir(dest) == []
+    # the same failure with an existing good copy and --force keeps the good copy
+    download_model(str(source), str(dest), version=10)
+    shutil.rmtree(source / "10")
+    shutil.copytree(bad, source / "10")
+    before = tree(dest / "10")
+    with pytest.raises(ModelDownloadError, match="does not load"):
+        download_model(str(source), str(dest), version=10, force=True)
+    assert os.listdir(dest) == ["10"]
+    assert tree(dest / "10") == before
+
+
+def test_model_without_serving_default_is_refused(tmp_path, dest):
+    import tensorflow as tf
+
+    class NoDefault(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def double(self, x):
+            return {"y": 2 * x}
+
+    module = NoDefault()
+    base = tmp_path / "pushed"
+    tf.saved_model.save(module, str(base / "5"),
+                        signatures={"serving_pixels": module.double.get_concrete_function()})
+    with pytest.raises(ModelDownloadError, match="no 'serving_default' signature"):
+        download_model(str(base), str(dest))
+    assert os.listdir(dest) == []
+
+
+def test_refuses_overwrite_unless_forced(source, dest):
+    download_model(str(source), str(dest), version=1)
+    (source / "1" / "assets.extra" / "marker.txt").write_text("re-pushed")
+    with pytest.raises(ModelDownloadError, match="already exists; use --force"):
+        download_model(str(source), str(dest), version=1)
+    assert (dest / "1" / "assets.extra" / "marker.txt").read_text() == "version 1"
+    download_model(str(source), str(dest), version=1, force=True)
+    assert (dest / "1" / "assets.extra" / "marker.txt").read_text() == "re-pushed"
+    assert tree(dest / "1") == tree(source / "1")
+    assert os.listdir(dest) == ["1"]  # the old copy moved aside is gone too
+
+
+def test_url_style_source_through_gfile(source, dest):
+    """gs:// and s3:// go through tf.io.gfile; TF's in-memory ram:// filesystem stands in."""
+    import tensorflow as tf
+
+    remote = "ram://pushed-for-test/cifar10"
+    # TF's ram:// filesystem lists by string prefix, so an `assets` folder next to
+    # `assets.extra` would show a phantom file `assets/.extra`; drop the empty `assets` here.
+    shutil.rmtree(source / "2" / "assets")
+    for path in (source / "2").rglob("*"):
+        target = f"{remote}/2/{path.relative_to(source / '2').as_posix()}"
+        if path.is_dir():
+            tf.io.gfile.makedirs(target)
+        else:
+            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+            tf.io.gfile.copy(str(path), target, overwrite=True)
+    assert list_versions(remote + "/") == [2]
+    final = download_model(remote + "/", str(dest))
+    assert final == str(dest / "2")
+    assert tree(dest / "2") == tree(source / "2")
+
+
+def test_cli(source, dest, capsys):
+    assert dm.main([str(source), str(dest), "--version", "1"]) == 0
+    assert capsys.readouterr().out.strip() == str(dest / "1")
+    assert dm.main([str(source), str(dest), "--version", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--force" in err and "Traceback" not in err
+    assert dm.main([str(source), str(dest), "--version", "1", "--force"]) == 0
+    assert dm.main([str(source), str(dest), "--version", "7"]) == 1
+    assert "available: 1, 2, 10" in capsys.readouterr().err
