@@ -9,6 +9,7 @@ Each returns probabilities [N, 10], class_ids [N] and class_names [N].
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Sequence
 
@@ -17,6 +18,34 @@ import tensorflow as tf
 from modules import constants
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# Beside Format-Serving in the Trainer's model artifact: the bare Keras model, for the TFLite
+# converter (the Transform graph's string ops cannot run in TFLite).
+KERAS_DIR = "Format-Keras"
+KERAS_FILE = "model.keras"
+EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one (flip averaging)
+
+
+def predict_probabilities(model, images: tf.Tensor, flip_averaging: bool) -> tf.Tensor:
+    """The model's probabilities, optionally averaged with those of the mirror images (TTA)."""
+    probabilities = model(images, training=False)
+    if flip_averaging:
+        mirrored = model(tf.reverse(images, axis=[2]), training=False)
+        probabilities = (probabilities + mirrored) / 2.0
+    return probabilities
+
+
+def keras_model_path(model_artifact_uri: str) -> str:
+    return os.path.join(model_artifact_uri, KERAS_DIR, KERAS_FILE)
+
+
+def load_keras_model(model_artifact_uri: str):
+    """The bare Keras model and the export settings the SavedModel was made with."""
+    import keras
+
+    path = keras_model_path(model_artifact_uri)
+    with tf.io.gfile.GFile(os.path.join(os.path.dirname(path), EXPORT_SETTINGS_FILE)) as f:
+        settings = json.load(f)
+    return keras.models.load_model(path), settings
 
 
 class ServingModule(tf.Module):
@@ -33,10 +62,7 @@ class ServingModule(tf.Module):
 
     def _predict_from_raw(self, raw_features: dict) -> dict:
         images = self.tft_layer(raw_features)[constants.TRANSFORMED_IMAGE_KEY]
-        probabilities = self.model(images, training=False)
-        if self._flip_averaging:  # test-time augmentation: average with the mirror image
-            mirrored = self.model(tf.image.flip_left_right(images), training=False)
-            probabilities = (probabilities + mirrored) / 2.0
+        probabilities = predict_probabilities(self.model, images, self._flip_averaging)
         class_ids = tf.argmax(probabilities, axis=-1)
         return {
             constants.PROBABILITIES_OUTPUT: probabilities,
@@ -95,7 +121,13 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
 
 def export_serving_model(model, tf_transform_output, export_dir: str,
                          sample_images: Sequence[bytes], flip_averaging: bool = False) -> None:
-    """Saves the model with its three signatures and the warmup records."""
+    """Saves the model with its three signatures and the warmup records, and the Keras model beside."""
     module = ServingModule(model, tf_transform_output, flip_averaging)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     write_warmup_requests(export_dir, sample_images)
+    keras_path = keras_model_path(os.path.dirname(export_dir.rstrip("/")))
+    tf.io.gfile.makedirs(os.path.dirname(keras_path))
+    model.save(keras_path)
+    with tf.io.gfile.GFile(os.path.join(os.path.dirname(keras_path), EXPORT_SETTINGS_FILE),
+                           "w") as f:
+        json.dump({"flip_averaging": bool(flip_averaging)}, f)

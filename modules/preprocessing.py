@@ -10,6 +10,11 @@ import tensorflow as tf
 from modules import constants
 
 
+def scale_pixels(pixels: tf.Tensor) -> tf.Tensor:
+    """Pixel values 0..255 (any numeric dtype) -> float32 in [0, 1]. Also folded into TFLite models."""
+    return tf.cast(pixels, tf.float32) / 255.0
+
+
 def decode_and_scale(encoded_images: tf.Tensor) -> tf.Tensor:
     """PNG/JPEG bytes [N] -> float32 [N, 32, 32, 3] in [0, 1]."""
 
@@ -21,7 +26,7 @@ def decode_and_scale(encoded_images: tf.Tensor) -> tf.Tensor:
 
     images = tf.map_fn(decode_one, encoded_images,
                        fn_output_signature=tf.TensorSpec(constants.IMAGE_SHAPE, tf.uint8))
-    return tf.cast(images, tf.float32) / 255.0
+    return scale_pixels(images)
 
 
 def preprocessing_fn(inputs: dict) -> dict:

@@ -156,7 +156,8 @@ def check_image(data: bytes, source: Source = None, resize: bool = False) -> byt
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(source, "not an image Pillow can read (corrupt, or not PNG/JPEG)") from None
+        raise ImageError(source,
+                         "not an image Pillow can read (corrupt, or not PNG/JPEG)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(source, f"image cannot be decoded ({exc})") from None
 
@@ -258,7 +259,7 @@ def build_rest_payload(images: Images, signature: str = constants.SERVING_SIGNAT
 def build_grpc_request(images: Images, model_name: str = "cifar10",
                        signature: str = constants.SERVING_SIGNATURE, version: int | None = None,
                        label: str | None = None, input_key: str | None = None):
-    """A `tensorflow_serving.apis.predict_pb2.PredictRequest` for `images` (see build_rest_payload)."""
+    """A `predict_pb2.PredictRequest` for `images` (see `build_rest_payload`)."""
     if version is not None and label is not None:
         raise ValueError("give a version or a label, not both")
     import tensorflow as tf

@@ -131,7 +131,11 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
             # version is missing for an instant, which TF Serving may notice on its next poll.
             old = os.path.join(dest_base, f".old-{version}-{uuid.uuid4().hex[:8]}")
             os.replace(final, old)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)  # put the previous copy back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
@@ -145,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.download_model",
         description="Copy a pushed model version into a local TF Serving model base path.")
-    parser.add_argument("source_base", help="pushed base path (local, gs://, s3://)")
+    parser.add_argument("source_base",
+                        help="pushed base path (local, gs://, or s3:// with tensorflow-io)")
     parser.add_argument("dest_base", help="local model base path, e.g. ./models/cifar10")
     parser.add_argument("--version", type=int, help="version to copy (default: the highest)")
     parser.add_argument("--force", action="store_true",

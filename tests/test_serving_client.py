@@ -350,7 +350,8 @@ def test_version_and_label_routing(server, transport):
 
 def test_rest_predict_url():
     assert rest_predict_url("http://h:8501/") == "http://h:8501/v1/models/cifar10:predict"
-    assert rest_predict_url("h:8501", "m", version=3) == "http://h:8501/v1/models/m/versions/3:predict"
+    assert rest_predict_url("h:8501", "m", version=3) == \
+        "http://h:8501/v1/models/m/versions/3:predict"
     assert rest_predict_url("https://h", label="stable") == \
         "https://h/v1/models/cifar10/labels/stable:predict"
     with pytest.raises(ValueError):
@@ -395,7 +396,8 @@ def test_parse_rest_response_formats():
     probs[0, 3], probs[0, 0] = 0.2, 0.0
     row = {"predictions": [
         {"probabilities": probs[0].tolist(), "class_ids": 3, "class_names": "cat"},
-        {"probabilities": probs[1].tolist(), "class_ids": 0, "class_names": {"b64": "YWlycGxhbmU="}},
+        {"probabilities": probs[1].tolist(), "class_ids": 0,
+         "class_names": {"b64": "YWlycGxhbmU="}},  # "airplane"
     ]}
     columnar = {"outputs": {"probabilities": probs.tolist(), "class_ids": [3, 0],
                             "class_names": ["cat", "airplane"]}}
