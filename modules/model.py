@@ -11,6 +11,8 @@ import keras
 
 from modules import constants
 
+LOGIT_SCALE = 0.125
+
 # Defaults used when neither tuning nor imported hyperparameters say otherwise.
 DEFAULT_HPARAMS: dict[str, Any] = {
     "base_filters": 24,
@@ -43,8 +45,11 @@ def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
         x = keras.layers.Add(name=f"stage{stage}_residual")([shortcut, x])
     x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
     x = keras.layers.Dropout(float(hp["dropout"]), name="dropout")(x)
-    outputs = keras.layers.Dense(constants.NUM_CLASSES, activation="softmax",
-                                 name=constants.PROBABILITIES_OUTPUT)(x)
+    logits = keras.layers.Dense(constants.NUM_CLASSES, name="logits")(x)
+    # Max-pooled ReLU features are large; scaling the logits keeps the first steps from
+    # producing confidently wrong, exploding outputs.
+    logits = keras.layers.Rescaling(LOGIT_SCALE, name="logit_scale")(logits)
+    outputs = keras.layers.Activation("softmax", name=constants.PROBABILITIES_OUTPUT)(logits)
     return keras.Model(inputs, outputs, name="cifar10_cnn")
 
 

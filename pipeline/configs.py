@@ -105,7 +105,9 @@ class PipelineConfig:
             (self.tflite_mode in TFLITE_MODES,
              f"tflite_mode must be one of {', '.join(TFLITE_MODES)}, not {self.tflite_mode!r}"),
             (self.tflite_calibration_samples >= 1, "tflite_calibration_samples must be >= 1"),
-            (self.tflite_max_accuracy_drop >= 0.0, "tflite_max_accuracy_drop must be >= 0"),
+            # Negative values demand the quantized model beat the float one (used by tests).
+            (-1.0 <= self.tflite_max_accuracy_drop <= 1.0,
+             "tflite_max_accuracy_drop must be within [-1, 1] (a fraction: 0.01 is one point)"),
             (self.distribution_strategy in ("default", "mirrored", "multi_worker"),
              "distribution_strategy must be default, mirrored or multi_worker"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1,

@@ -29,6 +29,38 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
+STATE_NAMES = {
+    metadata_store_pb2.Execution.COMPLETE: "complete",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "failed",
+    metadata_store_pb2.Execution.RUNNING: "running",
+    metadata_store_pb2.Execution.NEW: "new",
+    metadata_store_pb2.Execution.CANCELED: "canceled",
+}
+
+
+def node_id(execution, store) -> str:
+    """The pipeline node an execution belongs to (its `node` context is '<pipeline>.<node>')."""
+    for context in store.get_contexts_by_execution(execution.id):
+        if store.get_context_types_by_id([context.type_id])[0].name == "node":
+            return context.name.split(".", 1)[1]
+    return "?"
+
+
+def run_executions(store, run_id: Optional[str] = None) -> dict:
+    """node id -> list of execution states (oldest first) in one pipeline run (default: latest)."""
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    run = (max(runs, key=lambda c: c.id) if run_id is None
+           else next(c for c in runs if c.name == run_id))
+    states: dict = {}
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        states.setdefault(node_id(execution, store), []).append(
+            STATE_NAMES.get(execution.last_known_state, str(execution.last_known_state)))
+    return states
+
+
 def latest_artifact(store, type_name: str):
     artifacts = store.get_artifacts_by_type(type_name)
     live = [a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE]

@@ -1,0 +1,58 @@
+"""Cifar10ExampleGen pieces: the split slices, the tf.Example encoding, input checks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.cifar10_example_gen import executor
+from modules import cifar10_binary, constants
+
+
+def test_eval_is_the_tail_of_every_training_file():
+    slices = executor.split_slices(0.1)
+    assert executor.slice_bounds(10_000, slices["train"]) == (0, 9_000)
+    assert executor.slice_bounds(10_000, slices["eval"]) == (9_000, 10_000)
+    assert executor.slice_bounds(5_000, slices["test"]) == (0, 5_000)
+    # train and eval partition any file size, with nothing lost or shared
+    for count in (1, 7, 200, 301, 10_000):
+        train = executor.slice_bounds(count, slices["train"])
+        evaluation = executor.slice_bounds(count, slices["eval"])
+        assert train[0] == 0 and train[1] == evaluation[0] and evaluation[1] == count
+
+
+def test_example_holds_lossless_png_and_metadata():
+    image = np.random.default_rng(0).integers(0, 256, constants.IMAGE_SHAPE, dtype=np.uint8)
+    example = tf.train.Example.FromString(executor.to_example(3, image))
+    features = example.features.feature
+    assert features[constants.LABEL_KEY].int64_list.value == [3]
+    assert features[constants.HEIGHT_KEY].int64_list.value == [32]
+    assert features[constants.WIDTH_KEY].int64_list.value == [32]
+    assert features[constants.CHANNELS_KEY].int64_list.value == [3]
+    png = features[constants.IMAGE_KEY].bytes_list.value[0]
+    assert png.startswith(b"\x89PNG")
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+
+
+def test_read_slice_keeps_order_and_bounds(tmp_path):
+    path = tmp_path / "data_batch_1.bin"
+    rng = np.random.default_rng(1)
+    path.write_bytes(b"".join(cifar10_binary.encode_record(i % 10, rng.integers(
+        0, 256, constants.IMAGE_SHAPE, dtype=np.uint8)) for i in range(10)))
+    tail = list(executor.read_slice(str(path), (0.8, 1.0)))
+    labels = [tf.train.Example.FromString(e).features.feature["label"].int64_list.value[0]
+              for e in tail]
+    assert labels == [8, 9]
+
+
+def test_missing_files_name_the_pattern(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-bin/data_batch_\\*.bin"):
+        executor.matching_files(str(tmp_path), "cifar-10-batches-bin/data_batch_*.bin")
+
+
+def test_broken_file_is_refused_before_beam_runs(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "data_batch_1.bin").write_bytes(b"\x01" * 4000)
+    with pytest.raises(cifar10_binary.Cifar10FormatError, match="data_batch_1.bin"):
+        executor.matching_files(str(tmp_path), "cifar-10-batches-bin/data_batch_*.bin")
