@@ -26,12 +26,16 @@ EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one
 
 
 def predict_probabilities(model, images: tf.Tensor, flip_averaging: bool) -> tf.Tensor:
-    """The model's probabilities, optionally averaged with those of the mirror images (TTA)."""
-    probabilities = model(images, training=False)
-    if flip_averaging:
-        mirrored = model(tf.reverse(images, axis=[2]), training=False)
-        probabilities = (probabilities + mirrored) / 2.0
-    return probabilities
+    """The model's probabilities, optionally averaged with those of the mirror images (TTA).
+
+    Both views go through the model as one batch: one call, and one set of activation ranges
+    when the graph is quantized (two separate calls quantized badly: 64% top-1 agreement).
+    """
+    if not flip_averaging:
+        return model(images, training=False)
+    count = tf.shape(images)[0]
+    both = model(tf.concat([images, tf.reverse(images, axis=[2])], axis=0), training=False)
+    return (both[:count] + both[count:]) / 2.0
 
 
 def keras_model_path(model_artifact_uri: str) -> str:

@@ -131,16 +131,13 @@ class Executor(base_executor.BaseExecutor):
         metrics["size_ratio_vs_float_weights"] = (
             metrics["float_savedmodel"]["weights_bytes"] / metrics["tflite"]["size_bytes"])
 
-        conversion_failed = None
         try:
             check_drop(metrics, float(exec_properties[MAX_ACCURACY_DROP_KEY]))
-        except AccuracyDropError as error:
-            conversion_failed = error
-        # Written either way, so a failed verification can be inspected; a failed execution's
-        # output is never published, so the Pusher cannot pick it up.
+        except AccuracyDropError:
+            # A failed execution's outputs are discarded, so the figures go to the log.
+            log.warning("TFLite verification failed:\n%s", results_page.render(metrics))
+            raise
         self._write(output.uri, tflite, metrics)
-        if conversion_failed:
-            raise conversion_failed
         output.set_int_custom_property("converted", 1)
         output.set_string_custom_property("mode", mode)
         output.set_float_custom_property("accuracy", metrics["tflite"]["accuracy"])
