@@ -60,6 +60,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one and the help text does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == [] \
+                or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _default(name: str):
     return configs.PipelineConfig.__dataclass_fields__[name].default
 
@@ -67,8 +78,7 @@ def _default(name: str):
 def parse_args(argv: Optional[Sequence[str]] = None,
                environ: Optional[Mapping[str, str]] = None) -> argparse.Namespace:
     env = os.environ if environ is None else environ
-    p = _Parser(description=__doc__.split("\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=__doc__.split("\n")[0], formatter_class=_Help)
     where = p.add_argument_group("locations (gs://... on Vertex AI and Dataflow)")
     where.add_argument("--pipeline-root", help="artifacts of every run; required "
                        f"(env {ENV_VARS['pipeline_root']})")
@@ -91,14 +101,17 @@ def parse_args(argv: Optional[Sequence[str]] = None,
                        f"{configs.PIPELINE_NAME}, env {ENV_VARS['pipeline_name']})")
 
     train = p.add_argument_group("training and evaluation (fixed at compile time)")
-    train.add_argument("--epochs", type=int, default=_default("epochs"))
-    train.add_argument("--batch-size", type=int, default=_default("batch_size"))
+    train.add_argument("--epochs", type=int, default=_default("epochs"), help="training epochs")
+    train.add_argument("--batch-size", type=int, default=_default("batch_size"), help="batch size")
     train.add_argument("--steps-per-epoch", type=int, default=None,
                        help="default: one pass over train")
-    train.add_argument("--eval-fraction", type=float, default=_default("eval_fraction"))
+    train.add_argument("--eval-fraction", type=float, default=_default("eval_fraction"),
+                       help="share of each training batch file held out as eval")
     train.add_argument("--tune", action="store_true", help="run the KerasTuner search first")
-    train.add_argument("--tuner-trials", type=int, default=_default("tuner_trials"))
-    train.add_argument("--tuner-epochs", type=int, default=_default("tuner_epochs"))
+    train.add_argument("--tuner-trials", type=int, default=_default("tuner_trials"),
+                       help="KerasTuner trials")
+    train.add_argument("--tuner-epochs", type=int, default=_default("tuner_epochs"),
+                       help="epochs per trial")
     train.add_argument("--hyperparameters-dir",
                        help="reuse a finished search: a Tuner best_hyperparameters folder (gs://)")
     train.add_argument("--distribution-strategy", default=_default("distribution_strategy"),
@@ -111,12 +124,14 @@ def parse_args(argv: Optional[Sequence[str]] = None,
     train.add_argument("--no-flip-averaging", action="store_true",
                        help="export without test-time mirror averaging (half the serving cost)")
     train.add_argument("--tflite-mode", default=_default("tflite_mode"),
-                       choices=configs.TFLITE_MODES)
+                       choices=configs.TFLITE_MODES, help="TFLite quantization")
     train.add_argument("--no-tflite", action="store_true", help="skip the TFLite converter")
     train.add_argument("--tflite-max-accuracy-drop", type=float,
-                       default=_default("tflite_max_accuracy_drop"))
+                       default=_default("tflite_max_accuracy_drop"),
+                       help="how much test accuracy the .tflite may lose")
     train.add_argument("--tflite-calibration-samples", type=int,
-                       default=_default("tflite_calibration_samples"))
+                       default=_default("tflite_calibration_samples"),
+                       help="int8 calibration images")
     train.add_argument("--no-cache", action="store_true", help="compile with caching off")
 
     pod = p.add_argument_group("the Trainer's pod (empty: the cluster's defaults)")
@@ -393,7 +408,11 @@ def main(argv: Optional[Sequence[str]] = None,
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - one line instead of TFX's traceback
-        print(f"error: compiling the pipeline failed: {type(error).__name__}: {error}",
+        hint = ""
+        if "artifact type name" in str(error) and not args.no_tflite:
+            hint = (" (KFP takes custom artifact types named like 'project.TypeName'; "
+                    "--no-tflite compiles without the TFLite converter)")
+        print(f"error: compiling the pipeline failed: {type(error).__name__}: {error}{hint}",
               file=sys.stderr)
         return 1
     if args.distribution_strategy == "multi_worker":
