@@ -59,8 +59,9 @@ class ServingModule(tf.Module):
         super().__init__()
         self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
-        self._raw_spec = {k: v for k, v in tf_transform_output.raw_feature_spec().items()
-                          if k != constants.LABEL_KEY}
+        # Batch jobs only need to send the image; other raw features are not model inputs.
+        self._raw_spec = {constants.IMAGE_KEY:
+                          tf_transform_output.raw_feature_spec()[constants.IMAGE_KEY]}
         self._flip_averaging = flip_averaging
         self._class_names = tf.constant(constants.CLASS_NAMES)
 

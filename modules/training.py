@@ -37,7 +37,7 @@ def search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
 
 
 def _settings(custom_config: dict | None) -> dict[str, Any]:
-    defaults = {"epochs": 16, "batch_size": 256, "steps_per_epoch": None,
+    defaults = {"epochs": 9, "batch_size": 256, "steps_per_epoch": None,
                 "flip_averaging": False, "distribution_strategy": "default"}
     return {**defaults, **(custom_config or {})}
 

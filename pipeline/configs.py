@@ -62,14 +62,14 @@ class PipelineConfig:
     hyperparameters_dir: Optional[str] = None  # a Tuner output folder (best_hyperparameters.txt)
 
     # Trainer.
-    epochs: int = 16
+    epochs: int = 9  # ~4 min each on 2 CPU cores for the default network
     batch_size: int = 256
     steps_per_epoch: Optional[int] = None  # None: one pass over `train`
     distribution_strategy: str = "default"  # default | mirrored | multi_worker
     flip_averaging: bool = True  # exported model averages each image with its mirror image
 
     # Evaluator: blessing needs this test accuracy, and no regression against the last blessed.
-    accuracy_threshold: float = 0.85
+    accuracy_threshold: float = 0.80
     max_accuracy_regression: float = 0.0
 
     # TFLite converter.
