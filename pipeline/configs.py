@@ -51,6 +51,8 @@ class PipelineConfig:
     metadata_path: Optional[str] = None  # default: <output_dir>/metadata.sqlite
     serving_dir: Optional[str] = None  # default: <output_dir>/serving_model (TF Serving base path)
     tflite_dir: Optional[str] = None  # default: <output_dir>/tflite_model
+    # The curated schema as the components see it (inside a container image it lives elsewhere).
+    schema_path: str = SCHEMA_PATH
 
     # ExampleGen: the last `eval_fraction` of every training batch file becomes `eval`.
     eval_fraction: float = 0.1

@@ -69,7 +69,7 @@ def create_pipeline(
     example_gen = Cifar10ExampleGen(input_base=config.data_root,
                                     eval_fraction=config.eval_fraction)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.SCHEMA_PATH)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     example_validator = StrictExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")

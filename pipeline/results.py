@@ -61,6 +61,17 @@ def run_executions(store, run_id: Optional[str] = None) -> dict:
     return states
 
 
+def computed_durations(store) -> dict:
+    """node id -> (start, end) in seconds since the epoch of its latest execution that did the
+    work (state complete, not a cache hit): where the time of a run actually went."""
+    spans: dict = {}
+    for execution in sorted(store.get_executions(), key=lambda e: e.id):
+        if execution.last_known_state == metadata_store_pb2.Execution.COMPLETE:
+            spans[node_id(execution, store)] = (execution.create_time_since_epoch / 1000.0,
+                                                execution.last_update_time_since_epoch / 1000.0)
+    return spans
+
+
 def latest_artifact(store, type_name: str):
     artifacts = store.get_artifacts_by_type(type_name)
     live = [a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE]

@@ -158,12 +158,12 @@ def build_context(destination: Path) -> list[str]:
     patterns, sent = _ignore_patterns(), []
     for root, dirs, files in os.walk(PROJECT_DIR):
         base = os.path.relpath(root, PROJECT_DIR)
-        rel = (lambda name: name) if base == "." else (lambda name: f"{base}/{name}")
-        dirs[:] = [d for d in dirs if not _ignored(rel(d), patterns)]
+        prefix = "" if base == "." else base + "/"
+        dirs[:] = [d for d in dirs if not _ignored(prefix + d, patterns)]
         for name in files:
-            if not _ignored(rel(name), patterns):
-                sent.append(rel(name))
-                target = destination / rel(name)
+            if not _ignored(prefix + name, patterns):
+                sent.append(prefix + name)
+                target = destination / (prefix + name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(os.path.join(root, name), target)
     return sent

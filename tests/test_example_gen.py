@@ -56,3 +56,34 @@ def test_broken_file_is_refused_before_beam_runs(tmp_path):
     (folder / "data_batch_1.bin").write_bytes(b"\x01" * 4000)
     with pytest.raises(cifar10_binary.Cifar10FormatError, match="data_batch_1.bin"):
         executor.matching_files(str(tmp_path), "cifar-10-batches-bin/data_batch_*.bin")
+
+
+def test_an_empty_split_is_refused_with_its_name(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    image = np.zeros(constants.IMAGE_SHAPE, np.uint8)
+    (folder / "data_batch_1.bin").write_bytes(cifar10_binary.encode_record(1, image) * 3)
+    files = executor.matching_files(str(tmp_path), "cifar-10-batches-bin/data_batch_*.bin")
+    assert executor.split_record_count(files, executor.split_slices(0.1)["train"]) == 3
+    assert executor.split_record_count(files, executor.split_slices(0.1)["eval"]) == 0
+
+
+def test_executor_refuses_an_empty_eval_split_before_beam(tmp_path):
+    import apache_beam as beam
+    from tfx.proto import example_gen_pb2
+    from tfx.utils import proto_utils
+
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    image = np.zeros(constants.IMAGE_SHAPE, np.uint8)
+    for name in ("data_batch_1.bin", "test_batch.bin"):
+        (folder / name).write_bytes(cifar10_binary.encode_record(1, image) * 3)
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in (
+            ("train", "cifar-10-batches-bin/data_batch_*.bin"),
+            ("eval", "cifar-10-batches-bin/data_batch_*.bin"),
+            ("test", "cifar-10-batches-bin/test_batch.bin"))])
+    properties = {"input_base": str(tmp_path), "eval_fraction": 0.1,
+                  "input_config": proto_utils.proto_to_json(input_config)}
+    with pytest.raises(ValueError, match="Split 'eval' would be empty"):
+        executor.Executor().GenerateExamplesByBeam(beam.Pipeline(), properties)

@@ -78,16 +78,33 @@ def matching_files(input_base: str, pattern: str) -> List[str]:
     return files
 
 
+def split_record_count(files: List[str], fraction: Slice) -> int:
+    """How many records a split takes from its (already structure-checked) files."""
+    total = 0
+    for path in files:
+        start, end = slice_bounds(cifar10_binary.check_structure(path), fraction)
+        total += end - start
+    return total
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(bytes)
-def _BinaryBatchesToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-                             split_pattern: str, fraction: Slice = (0.0, 1.0)):
-    files = matching_files(exec_properties["input_base"], split_pattern)
+def _FilesToExamples(pipeline: beam.Pipeline, files: List[str], fraction: Slice):
     return (pipeline
             | "ListFiles" >> beam.Create(files)
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadRecords" >> beam.FlatMap(read_slice, fraction))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(bytes)
+def _BinaryBatchesToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                             split_pattern: str):
+    """TFX's per-split hook: every record of the files matching the pattern."""
+    files = matching_files(exec_properties["input_base"], split_pattern)
+    return pipeline | _FilesToExamples(files, (0.0, 1.0))
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -103,9 +120,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         slices = split_slices(float(exec_properties.get(EVAL_FRACTION_KEY) or 0.1))
         result = {}
         for split in input_config.splits:
+            # Every check happens here, before Beam starts: errors name the file or the split.
+            files = matching_files(exec_properties["input_base"], split.pattern)
             fraction = slices.get(split.name, (0.0, 1.0))
-            result[split.name] = (
-                pipeline
-                | f"InputToRecord[{split.name}]"
-                >> _BinaryBatchesToExamples(exec_properties, split.pattern, fraction))
+            if split_record_count(files, fraction) == 0:
+                raise ValueError(
+                    f"Split '{split.name}' would be empty: it takes records {fraction[0]:.0%} to "
+                    f"{fraction[1]:.0%} of each of {len(files)} file(s) matching "
+                    f"{split.pattern}, which hold too few records. Add data or change "
+                    f"eval_fraction.")
+            result[split.name] = (pipeline | f"InputToRecord[{split.name}]"
+                                  >> _FilesToExamples(files, fraction))
         return result

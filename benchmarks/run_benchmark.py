@@ -1,0 +1,198 @@
+"""Benchmarks the default pipeline on CIFAR-10 against a baseline in the original project's style.
+
+    python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10             # full: writes RESULTS.md
+    python benchmarks/run_benchmark.py --data-dir SMALL_FIXTURE --fast          # CI: proves it works
+
+Runs local_runner.py (cached components are reused; their wall times are read from ML Metadata),
+then measures the pushed SavedModel and its TFLite twin on test_batch.bin, trains the baseline on the
+same train split with the same epochs and batch size, and writes RESULTS.md, results.json and plots.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT_DIR)
+
+from pipeline import logs  # noqa: E402
+
+FAST_PIPELINE_ARGS = ["--epochs", "2", "--batch-size", "64", "--beam-workers", "1",
+                      "--accuracy-threshold", "0", "--tflite-max-accuracy-drop", "0.5",
+                      "--tflite-calibration-samples", "100"]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
+                   help="folder holding cifar-10-batches-bin/")
+    p.add_argument("--output-dir", help="pipeline outputs (default benchmarks/runs/full|fast)")
+    p.add_argument("--results-dir", help="where RESULTS.md goes (default benchmarks/ for a full "
+                   "run, the output dir for --fast)")
+    p.add_argument("--fast", action="store_true", help="tiny budget, for CI on a small fixture")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
+    return p.parse_args(argv)
+
+
+def load_split(data_dir: str, pattern: str, fraction) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split, sliced exactly as the ExampleGen slices the files."""
+    import glob
+
+    from components.cifar10_example_gen import executor
+    from modules import cifar10_binary
+
+    images, labels = [], []
+    for path in sorted(glob.glob(os.path.join(data_dir, pattern))):
+        start, end = executor.slice_bounds(cifar10_binary.check_structure(path), fraction)
+        for record in cifar10_binary.read_records(path):
+            if start <= record.index < end:
+                images.append(record.image)
+                labels.append(record.label)
+    return np.stack(images), np.asarray(labels)
+
+
+def time_call(fn, runs: int) -> float:
+    """Median seconds of `runs` calls, after one warm-up call."""
+    fn()
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings))
+
+
+def measure_predictor(predict, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, confusion matrix and latency/throughput of a batch predictor (uint8 -> probs)."""
+    from pipeline import reporting
+
+    predictions = np.concatenate([predict(images[i:i + 256]).argmax(axis=1)
+                                  for i in range(0, len(images), 256)])
+    matrix = reporting.confusion_matrix(labels, predictions)
+    batch = images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
+    return {
+        "accuracy": float((predictions == labels).mean()),
+        "confusion_matrix": matrix.tolist(),
+        "per_class": reporting.per_class_metrics(matrix),
+        "latency_ms_batch1": time_call(lambda: predict(images[:1]), 100) * 1000.0,
+        "throughput_images_per_s_batch256": 256.0 / time_call(lambda: predict(batch), 10),
+    }
+
+
+def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
+    command = [sys.executable, os.path.join(PROJECT_DIR, "local_runner.py"),
+               "--data-dir", args.data_dir, "--output-dir", output_dir,
+               *(FAST_PIPELINE_ARGS if args.fast else []), *args.pipeline_args]
+    print("$", shlex.join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return command, time.perf_counter() - start
+
+
+def pipeline_measurements(output_dir: str, images, labels) -> dict:
+    import tensorflow as tf
+
+    from modules import constants, export
+    from pipeline import results
+
+    metadata_path = os.path.join(output_dir, "metadata.sqlite")
+    outcome = results.latest_outcome(metadata_path)
+    if not outcome.pushed:
+        raise SystemExit("error: the pipeline pushed no model; nothing to benchmark.")
+    store = results.open_store(metadata_path)
+    spans = results.computed_durations(store)
+    model_uri = results.latest_artifact(store, "Model").uri
+    keras_model, settings = export.load_keras_model(model_uri)
+    signature = tf.saved_model.load(outcome.serving_path).signatures[constants.PIXELS_SIGNATURE]
+
+    def predict(batch):
+        return signature(pixels=tf.constant(batch))[constants.PROBABILITIES_OUTPUT].numpy()
+
+    measured = measure_predictor(predict, images, labels)
+    with open(os.path.join(outcome.tflite_path, "metrics.json")) as f:
+        tflite = json.load(f)
+    return {
+        **measured,
+        "parameters": int(keras_model.count_params()),
+        "flip_averaging": bool(settings.get("flip_averaging")),
+        "evaluator_test_accuracy": outcome.test_accuracy,
+        "pushed_version": outcome.pushed_version,
+        "component_seconds": {node: end - start for node, (start, end) in spans.items()},
+        "trainer_seconds": spans["Trainer"][1] - spans["Trainer"][0],
+        "pipeline_seconds": max(e for _, e in spans.values()) - min(s for s, _ in spans.values()),
+        "tflite": tflite,
+    }
+
+
+def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, labels) -> dict:
+    from benchmarks import baseline
+    from components.cifar10_example_gen import executor
+    from pipeline import configs
+
+    slices = executor.split_slices(configs.PipelineConfig.eval_fraction)
+    train = load_split(data_dir, configs.TRAIN_PATTERN, slices["train"])
+    evaluation = load_split(data_dir, configs.TRAIN_PATTERN, slices["eval"])
+    model, seconds = baseline.train_baseline(*train, *evaluation, epochs, batch_size)
+
+    def predict(batch):
+        return model(batch.astype("float32") / 255.0, training=False).numpy()
+
+    return {**measure_predictor(predict, images, labels), "parameters": int(model.count_params()),
+            "trainer_seconds": seconds}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logs.configure(verbose=False)
+    from pipeline import configs, reporting
+    from benchmarks import results_page
+
+    mode = "fast" if args.fast else "full"
+    output_dir = os.path.abspath(args.output_dir or os.path.join(PROJECT_DIR, "benchmarks",
+                                                                  "runs", mode))
+    results_dir = os.path.abspath(args.results_dir or (
+        output_dir if args.fast else os.path.join(PROJECT_DIR, "benchmarks")))
+    os.makedirs(results_dir, exist_ok=True)
+
+    command, invocation_seconds = run_pipeline(args, output_dir)
+    images, labels = load_split(args.data_dir, configs.TEST_PATTERN, (0.0, 1.0))
+    report = {
+        "mode": mode,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join([sys.executable.split("/")[-1], *sys.argv]),
+        "pipeline_command": shlex.join(command[1:]),
+        "machine": reporting.machine_description(),
+        "test_images": int(len(images)),
+        "pipeline_invocation_seconds": invocation_seconds,
+        "pipeline": pipeline_measurements(output_dir, images, labels),
+    }
+    config = configs.PipelineConfig()
+    epochs = int(_flag(command, "--epochs", config.epochs))
+    batch_size = int(_flag(command, "--batch-size", config.batch_size))
+    report["budget"] = {"epochs": epochs, "batch_size": batch_size}
+    if not args.skip_baseline:
+        report["baseline"] = baseline_measurements(args.data_dir, epochs, batch_size, images,
+                                                   labels)
+    results_page.write(report, results_dir)
+    print(f"Wrote {os.path.join(results_dir, 'RESULTS.md')}")
+    return 0
+
+
+def _flag(command: list[str], name: str, default):
+    """The value argparse will use: the last occurrence of the flag."""
+    positions = [i for i, part in enumerate(command[:-1]) if part == name]
+    return command[positions[-1] + 1] if positions else default
+
+
+if __name__ == "__main__":
+    sys.exit(main())
