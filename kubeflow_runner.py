@@ -20,10 +20,9 @@ import re
 import sys
 from typing import Any, Mapping, Optional, Sequence
 
-from pipeline import configs, logs
+from pipeline import configs, flags, logs
 
 BEAM_RUNNERS = ("direct", "dataflow", "flink", "spark")
-STRATEGIES = ("default", "mirrored", "multi_worker")
 ENVIRONMENT_TYPES = ("EXTERNAL", "DOCKER", "PROCESS")
 # Where the Dockerfile puts the sources (WORKDIR /pipeline): the schema as the image holds it.
 CONTAINER_SCHEMA_FILE = "/pipeline/pipeline/schema/schema.pbtxt"
@@ -71,8 +70,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _default(name: str):
-    return configs.PipelineConfig.__dataclass_fields__[name].default
+_default = flags.default
 
 
 def parse_args(argv: Optional[Sequence[str]] = None,
@@ -101,38 +99,7 @@ def parse_args(argv: Optional[Sequence[str]] = None,
                        f"{configs.PIPELINE_NAME}, env {ENV_VARS['pipeline_name']})")
 
     train = p.add_argument_group("training and evaluation (fixed at compile time)")
-    train.add_argument("--epochs", type=int, default=_default("epochs"), help="training epochs")
-    train.add_argument("--batch-size", type=int, default=_default("batch_size"), help="batch size")
-    train.add_argument("--steps-per-epoch", type=int, default=None,
-                       help="default: one pass over train")
-    train.add_argument("--eval-fraction", type=float, default=_default("eval_fraction"),
-                       help="share of each training batch file held out as eval")
-    train.add_argument("--tune", action="store_true", help="run the KerasTuner search first")
-    train.add_argument("--tuner-trials", type=int, default=_default("tuner_trials"),
-                       help="KerasTuner trials")
-    train.add_argument("--tuner-epochs", type=int, default=_default("tuner_epochs"),
-                       help="epochs per trial")
-    train.add_argument("--hyperparameters-dir",
-                       help="reuse a finished search: a Tuner best_hyperparameters folder (gs://)")
-    train.add_argument("--distribution-strategy", default=_default("distribution_strategy"),
-                       help="the Trainer's tf.distribute strategy: " + ", ".join(STRATEGIES))
-    train.add_argument("--accuracy-threshold", type=float, default=_default("accuracy_threshold"),
-                       help="test accuracy the model needs to be blessed and pushed")
-    train.add_argument("--max-accuracy-regression", type=float,
-                       default=_default("max_accuracy_regression"),
-                       help="how much worse than the latest blessed model a new one may be")
-    train.add_argument("--no-flip-averaging", action="store_true",
-                       help="export without test-time mirror averaging (half the serving cost)")
-    train.add_argument("--tflite-mode", default=_default("tflite_mode"),
-                       choices=configs.TFLITE_MODES, help="TFLite quantization")
-    train.add_argument("--no-tflite", action="store_true", help="skip the TFLite converter")
-    train.add_argument("--tflite-max-accuracy-drop", type=float,
-                       default=_default("tflite_max_accuracy_drop"),
-                       help="how much test accuracy the .tflite may lose")
-    train.add_argument("--tflite-calibration-samples", type=int,
-                       default=_default("tflite_calibration_samples"),
-                       help="int8 calibration images")
-    train.add_argument("--no-cache", action="store_true", help="compile with caching off")
+    flags.add_training_flags(train)
 
     pod = p.add_argument_group("the Trainer's pod (empty: the cluster's defaults)")
     pod.add_argument("--trainer-cpu", type=float, help="vCPU limit")
@@ -201,9 +168,6 @@ def validate(args: argparse.Namespace) -> None:
     if args.beam_runner not in BEAM_RUNNERS:
         raise UsageError(f"unknown Beam runner {args.beam_runner!r}: choose one of "
                          f"{', '.join(BEAM_RUNNERS)}")
-    if args.distribution_strategy not in STRATEGIES:
-        raise UsageError(f"unknown --distribution-strategy {args.distribution_strategy!r}: "
-                         f"choose one of {', '.join(STRATEGIES)}")
     if not _PIPELINE_NAME.match(args.pipeline_name):
         raise UsageError(f"--pipeline-name {args.pipeline_name!r} must be lower case letters, "
                          "digits and '-', starting with a letter")
@@ -276,19 +240,8 @@ def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
         return configs.PipelineConfig(
             pipeline_name=args.pipeline_name,
             pipeline_root=args.pipeline_root,
-            epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-            eval_fraction=args.eval_fraction,
-            enable_tuning=args.tune, tuner_trials=args.tuner_trials,
-            tuner_epochs=args.tuner_epochs, hyperparameters_dir=args.hyperparameters_dir,
-            distribution_strategy=args.distribution_strategy,
-            accuracy_threshold=args.accuracy_threshold,
-            max_accuracy_regression=args.max_accuracy_regression,
-            flip_averaging=not args.no_flip_averaging,
-            enable_tflite=not args.no_tflite, tflite_mode=args.tflite_mode,
-            tflite_max_accuracy_drop=args.tflite_max_accuracy_drop,
-            tflite_calibration_samples=args.tflite_calibration_samples,
             beam_args=tuple(beam_args(args)),
-            enable_cache=not args.no_cache,
+            **flags.training_settings(args),
             schema_path=args.schema_file,
             **parameters)
     except ValueError as error:

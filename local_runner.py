@@ -13,13 +13,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from pipeline import configs, logs
+from pipeline import configs, flags, logs
 
-DEFAULTS = configs.PipelineConfig.__dataclass_fields__
-
-
-def _default(name: str):
-    return DEFAULTS[name].default
+_default = flags.default
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -32,33 +28,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="pipeline root, metadata.sqlite and pushed models go here")
     p.add_argument("--serving-dir", help="TF Serving model base path (default <output-dir>/serving_model)")
     p.add_argument("--tflite-dir", help="where .tflite versions go (default <output-dir>/tflite_model)")
-    p.add_argument("--epochs", type=int, default=_default("epochs"))
-    p.add_argument("--batch-size", type=int, default=_default("batch_size"))
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over train")
-    p.add_argument("--eval-fraction", type=float, default=_default("eval_fraction"))
-    p.add_argument("--tune", action="store_true", help="run the KerasTuner search first")
-    p.add_argument("--tuner-trials", type=int, default=_default("tuner_trials"))
-    p.add_argument("--tuner-epochs", type=int, default=_default("tuner_epochs"))
-    p.add_argument("--hyperparameters-dir",
-                   help="reuse a finished search: a Tuner best_hyperparameters folder")
-    p.add_argument("--accuracy-threshold", type=float, default=_default("accuracy_threshold"),
-                   help="test accuracy the model needs to be blessed and pushed")
-    p.add_argument("--max-accuracy-regression", type=float,
-                   default=_default("max_accuracy_regression"),
-                   help="how much worse than the latest blessed model a new one may be")
-    p.add_argument("--no-flip-averaging", action="store_true",
-                   help="export without test-time mirror averaging (half the serving cost)")
-    p.add_argument("--tflite-mode", default=_default("tflite_mode"), choices=configs.TFLITE_MODES)
-    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite converter")
-    p.add_argument("--tflite-max-accuracy-drop", type=float,
-                   default=_default("tflite_max_accuracy_drop"))
-    p.add_argument("--tflite-calibration-samples", type=int,
-                   default=_default("tflite_calibration_samples"))
+    flags.add_training_flags(p)
     p.add_argument("--beam-workers", type=int, default=_default("beam_workers"),
                    help="DirectRunner worker processes (0: one per core, 1: in-process)")
     p.add_argument("--beam-arg", action="append", default=[],
                    help="a Beam pipeline argument, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
-    p.add_argument("--no-cache", action="store_true", help="re-run every component")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow, TFX and Beam logs")
     return p.parse_args(argv)
 
@@ -90,20 +64,8 @@ def config_from_args(args: argparse.Namespace, data_root: str) -> configs.Pipeli
             output_dir=os.path.abspath(args.output_dir),
             serving_dir=args.serving_dir and os.path.abspath(args.serving_dir),
             tflite_dir=args.tflite_dir and os.path.abspath(args.tflite_dir),
-            epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-            eval_fraction=args.eval_fraction,
-            enable_tuning=args.tune, tuner_trials=args.tuner_trials,
-            tuner_epochs=args.tuner_epochs,
-            hyperparameters_dir=args.hyperparameters_dir and os.path.abspath(
-                args.hyperparameters_dir),
-            accuracy_threshold=args.accuracy_threshold,
-            max_accuracy_regression=args.max_accuracy_regression,
-            flip_averaging=not args.no_flip_averaging,
-            enable_tflite=not args.no_tflite, tflite_mode=args.tflite_mode,
-            tflite_max_accuracy_drop=args.tflite_max_accuracy_drop,
-            tflite_calibration_samples=args.tflite_calibration_samples,
             beam_workers=args.beam_workers, beam_args=tuple(args.beam_arg),
-            enable_cache=not args.no_cache)
+            **flags.training_settings(args))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 

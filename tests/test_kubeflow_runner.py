@@ -393,7 +393,7 @@ BASE = ["--pipeline-root", ROOT, "--data-root", DATA, "--image", IMAGE]
     ([*BASE, "--beam-runner", "flink"], {}, "--beam-runner flink needs --job-endpoint"),
     ([*BASE, "--beam-runner", "spark", "--job-endpoint", "s:8099", "--environment-type", "loop"],
      {}, "unknown --environment-type 'LOOP'"),
-    ([*BASE, "--distribution-strategy", "tpu"], {}, "unknown --distribution-strategy 'tpu'"),
+    ([*BASE, "--distribution-strategy", "tpu"], {}, "argument --distribution-strategy: invalid choice: 'tpu'"),
     ([*BASE, "--pipeline-name", "CIFAR 10"], {}, "--pipeline-name 'CIFAR 10' must be"),
     ([*BASE, "--trainer-gpus", "1"], {},
      "--trainer-gpus needs a count >= 1 and --trainer-gpu-type"),
