@@ -3,10 +3,15 @@
 Not a product. `ServingTestServer` serves one SavedModel, loaded in-process, through
 * the REST predict endpoint `POST /v1/models/<name>[/versions/N|/labels/L]:predict`
   (http.server), decoding JSON the way TF Serving does: `{"b64": ...}` objects become bytes,
-  row `instances` and columnar `inputs` become batched tensors, and answering `predictions`
-  (row) or `outputs` (columnar), with `{"error": ...}` bodies on failure;
+  row `instances` and columnar `inputs` become batched TensorProtos of the signature's input
+  dtype in a real `PredictRequest` (`rest_predict_request`), which then takes the gRPC path;
+  the `PredictResponse` is answered as `predictions` (row) or `outputs` (columnar)
+  (`rest_response_body`), with `{"error": ...}` bodies on failure;
 * the gRPC `tensorflow.serving.PredictionService/Predict` method (grpc.server), converting
-  TensorProtos with tf.make_ndarray / tf.make_tensor_proto.
+  TensorProtos with tf.make_ndarray / tf.make_tensor_proto (`_Model.predict`).
+
+The pure conversion functions and `_Model.predict` can also be called in-process, e.g. to feed
+the client's exact payloads to the real exported model (tests/test_serving_signatures.py).
 
 It records every request (transport, model, version, label, signature, batch size, status),
 can fail the next K requests as UNAVAILABLE (503) or INVALID_ARGUMENT (400) with a message,
@@ -139,11 +144,7 @@ class _Model:
     def run(self, signature: str, inputs: dict) -> dict:
         tf = self._tf
         specs = self.input_specs(signature)
-        missing = sorted(set(specs) - set(inputs))
-        extra = sorted(set(inputs) - set(specs))
-        if missing or extra:
-            raise _bad_request(f"input keys must be {sorted(specs)}; missing {missing}, "
-                               f"unexpected {extra}")
+        _check_input_keys(specs, inputs)
         tensors = {}
         for key, spec in specs.items():
             try:
@@ -158,6 +159,38 @@ class _Model:
         except tf.errors.InvalidArgumentError as exc:
             raise _bad_request(exc.message.strip().splitlines()[0])
         return {k: v.numpy() for k, v in outputs.items()}
+
+    def predict(self, request, version: int = 1):
+        """A `PredictResponse` for a `PredictRequest`, as TF Serving's Predict answers it.
+
+        The signature is `model_spec.signature_name` (empty: serving_default); the inputs are
+        the request's TensorProtos through tf.make_ndarray, the outputs go back through
+        tf.make_tensor_proto.
+        """
+        from tensorflow_serving.apis import predict_pb2
+
+        tf = self._tf
+        signature = request.model_spec.signature_name or constants.SERVING_SIGNATURE
+        try:
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        except (TypeError, ValueError) as exc:
+            raise _bad_request(f"malformed input TensorProto: {exc}")
+        outputs = self.run(signature, inputs)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.signature_name = signature
+        response.model_spec.version.value = version
+        for key, value in outputs.items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+
+def _check_input_keys(specs: dict, inputs: dict) -> None:
+    missing = sorted(set(specs) - set(inputs))
+    extra = sorted(set(inputs) - set(specs))
+    if missing or extra:
+        raise _bad_request(f"input keys must be {sorted(specs)}; missing {missing}, "
+                           f"unexpected {extra}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +273,44 @@ def rest_outputs(outputs: dict, columnar: bool) -> dict:
         return {"predictions": [_to_json(value[i], key) for i in range(n)]}
     return {"predictions": [{k: _to_json(v[i], k) for k, v in outputs.items()}
                             for i in range(n)]}
+
+
+def rest_predict_request(body: dict, specs: dict, model_name: str = "cifar10",
+                         signature: str = constants.SERVING_SIGNATURE) -> tuple:
+    """(PredictRequest, columnar) from a REST predict body, as TF Serving builds it.
+
+    Each input becomes a TensorProto of the dtype its signature declares (`specs`: input name
+    -> tf.TensorSpec), so JSON numbers become uint8 for `pixels` and `{"b64": ...}` values
+    become the raw bytes of a DT_STRING tensor.
+    """
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    inputs, columnar = rest_inputs(body, specs)
+    _check_input_keys(specs, inputs)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for key, values in inputs.items():
+        dtype = specs[key].dtype
+        try:
+            if dtype.is_integer:  # numpy would wrap 300 into a uint8 quietly; TF Serving refuses
+                arr = np.asarray(values)
+                if arr.size and (arr.dtype.kind not in "iu" or arr.min() < dtype.min
+                                 or arr.max() > dtype.max):
+                    raise ValueError(f"expected integers in [{dtype.min}, {dtype.max}]")
+            proto = tf.make_tensor_proto(values, dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _bad_request(f"input '{key}' does not convert to {dtype.name}: {exc}")
+        request.inputs[key].CopyFrom(proto)
+    return request, columnar
+
+
+def rest_response_body(response, columnar: bool) -> dict:
+    """The JSON body TF Serving answers for a `PredictResponse` (see `rest_outputs`)."""
+    import tensorflow as tf
+
+    return rest_outputs({k: tf.make_ndarray(v) for k, v in response.outputs.items()}, columnar)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,8 +396,9 @@ class ServingTestServer:
 
         def compute():
             specs = self.model.input_specs(signature)
-            inputs, columnar = rest_inputs(body, specs)
-            return rest_outputs(self.model.run(signature, inputs), columnar)
+            request, columnar = rest_predict_request(body, specs, record.model, signature)
+            return rest_response_body(self.model.predict(request, record.version or 1),
+                                      columnar)
 
         try:
             return 200, self._handle(record, compute)
@@ -335,13 +407,11 @@ class ServingTestServer:
 
     def _grpc_predict(self, request, context):
         import grpc
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
 
         spec = request.model_spec
         signature = spec.signature_name or constants.SERVING_SIGNATURE
-        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        sizes = [a.shape[0] for a in inputs.values() if a.ndim]
+        sizes = [v.tensor_shape.dim[0].size for v in request.inputs.values()
+                 if v.tensor_shape.dim]
         record = RecordedRequest(
             transport="grpc", model=spec.name,
             version=spec.version.value if spec.HasField("version") else None,
@@ -349,14 +419,7 @@ class ServingTestServer:
             batch_size=sizes[0] if sizes else None)
 
         def compute():
-            outputs = self.model.run(signature, inputs)
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = spec.name
-            response.model_spec.signature_name = signature
-            response.model_spec.version.value = record.version or 1
-            for key, value in outputs.items():
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-            return response
+            return self.model.predict(request, record.version or 1)
 
         try:
             return self._handle(record, compute)
