@@ -119,3 +119,78 @@ def latest_outcome(metadata_path: str) -> RunOutcome:
         test_accuracy=test_accuracy(evaluation.uri) if evaluation else None,
         evaluation_uri=evaluation.uri if evaluation else None,
     )
+
+
+# ---- Reading one run back, for the run report (pipeline/report.py) -------------------------------
+
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+class UnknownRunError(LookupError):
+    """No pipeline run with that id (or no run at all) in the store."""
+
+
+def pipeline_runs(store) -> list:
+    """The `pipeline_run` contexts, oldest first; their names are the run ids."""
+    return sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id)
+
+
+def find_run(store, run_id: Optional[str] = None):
+    """The named run's context, or the latest one; UnknownRunError says which ids exist."""
+    runs = pipeline_runs(store)
+    if not runs:
+        raise UnknownRunError("the ML Metadata store holds no pipeline run yet")
+    if run_id is None:
+        return runs[-1]
+    for run in runs:
+        if run.name == run_id:
+            return run
+    known = ", ".join(r.name for r in runs[-5:])
+    raise UnknownRunError(f"no pipeline run {run_id!r} in the ML Metadata store "
+                          f"(latest runs: {known})")
+
+
+def run_execution_list(store, run_id: Optional[str] = None) -> list:
+    """(node id, execution) of one run (default: latest), in the order they started."""
+    run = find_run(store, run_id)
+    executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+    return [(node_id(e, store), e) for e in executions]
+
+
+def pipeline_nodes(store) -> list:
+    """Every node id the store has seen in any run (its `node` contexts), in creation order."""
+    nodes = sorted(store.get_contexts_by_type("node"), key=lambda c: c.id)
+    return [c.name.split(".", 1)[1] for c in nodes]
+
+
+def execution_artifacts(store, execution_id: int) -> dict:
+    """{"inputs": {key: [artifact]}, "outputs": {key: [artifact]}} of one execution."""
+    events = store.get_events_by_execution_ids([execution_id])
+    by_id = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
+    found: dict = {"inputs": {}, "outputs": {}}
+    for event in sorted(events, key=lambda e: e.artifact_id):
+        side = ("inputs" if event.type in INPUT_EVENTS else
+                "outputs" if event.type in OUTPUT_EVENTS else None)
+        if side is None or event.artifact_id not in by_id:
+            continue
+        key = event.path.steps[0].key if event.path.steps else "?"
+        found[side].setdefault(key, []).append(by_id[event.artifact_id])
+    return found
+
+
+def producing_execution(store, artifact_id: int):
+    """The execution that made an artifact (not the cache hits that reused it later)."""
+    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in OUTPUT_EVENTS]
+    if not events:
+        return None
+    return store.get_executions_by_id([min(e.execution_id for e in events)])[0]
+
+
+def custom_value(entity, key: str):
+    """A custom property of an artifact or execution as a plain Python value (None if absent)."""
+    if key not in entity.custom_properties:
+        return None
+    value = entity.custom_properties[key]
+    kind = value.WhichOneof("value")
+    return None if kind is None else getattr(value, kind)
