@@ -10,10 +10,7 @@ import pytest
 from serving import download_model as dm
 from serving.download_model import ModelDownloadError, download_model, list_versions
 
-try:
-    from tests import serving_test_server as sts
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    import serving_test_server as sts
+import serving_test_server as sts  # tests/ is on sys.path (pytest rootdir-relative imports)
 
 
 @pytest.fixture(scope="session")

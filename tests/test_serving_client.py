@@ -39,10 +39,7 @@ from serving.client import (
     rest_predict_url,
 )
 
-try:
-    from tests import serving_test_server as sts
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    import serving_test_server as sts
+import serving_test_server as sts  # tests/ is on sys.path (pytest rootdir-relative imports)
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING_DIR = REPO / "serving"

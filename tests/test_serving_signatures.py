@@ -38,10 +38,7 @@ from serving.client import (
     rest_predict_url,
 )
 
-try:
-    from tests import serving_test_server as sts
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    import serving_test_server as sts
+import serving_test_server as sts  # tests/ is on sys.path (pytest rootdir-relative imports)
 
 pytestmark = pytest.mark.e2e
 
