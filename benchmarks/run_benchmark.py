@@ -110,7 +110,7 @@ def pipeline_measurements(output_dir: str, images, labels) -> dict:
     if not outcome.pushed:
         raise SystemExit("error: the pipeline pushed no model; nothing to benchmark.")
     store = results.open_store(metadata_path)
-    spans = results.computed_durations(store)
+    spans = results.training_run_spans(store)
     model_uri = results.latest_artifact(store, "Model").uri
     keras_model, settings = export.load_keras_model(model_uri)
     signature = tf.saved_model.load(outcome.serving_path).signatures[constants.PIXELS_SIGNATURE]
