@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import Optional, Sequence
 
 from pipeline import configs, flags, logs
@@ -70,7 +71,7 @@ def config_from_args(args: argparse.Namespace, data_root: str) -> configs.Pipeli
         raise SystemExit(f"error: {error}") from None
 
 
-def run(config: configs.PipelineConfig) -> int:
+def run(config: configs.PipelineConfig, verbose: bool = False) -> int:
     """Runs the DAG and prints the outcome; returns a process exit code."""
     from tfx import v1 as tfx
 
@@ -82,6 +83,8 @@ def run(config: configs.PipelineConfig) -> int:
     try:
         tfx.orchestration.LocalDagRunner().run(dag)
     except Exception as error:  # a component failed: say which and why, without the traceback
+        if verbose:
+            traceback.print_exc()
         print(f"\nerror: the pipeline stopped: {error}", file=sys.stderr)
         print(f"Nothing was pushed by this run. Logs and artifacts: {config.pipeline_root}",
               file=sys.stderr)
@@ -104,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     logs.configure(verbose=args.verbose)
     data_root = resolve_data_dir(args.data_dir, args.download_dir)
-    return run(config_from_args(args, data_root))
+    return run(config_from_args(args, data_root), verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -108,9 +108,13 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
     tf.io.gfile.makedirs(os.path.dirname(path))
     images = list(sample_images)
     pixels = tf.stack([tf.io.decode_png(b, channels=constants.IMAGE_CHANNELS) for b in images])
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        constants.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
+        .SerializeToString() for image in images]
     inputs_by_signature = {
         constants.SERVING_SIGNATURE: {"image_bytes": tf.make_tensor_proto(images, tf.string)},
         constants.PIXELS_SIGNATURE: {"pixels": tf.make_tensor_proto(pixels.numpy(), tf.uint8)},
+        constants.EXAMPLES_SIGNATURE: {"examples": tf.make_tensor_proto(examples, tf.string)},
     }
     with tf.io.TFRecordWriter(path) as writer:
         for signature, inputs in inputs_by_signature.items():

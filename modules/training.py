@@ -51,7 +51,7 @@ def _strategy(name: str) -> tf.distribute.Strategy:
 
 
 def _datasets(fn_args, batch_size: int):
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     train = data.transformed_dataset(fn_args.train_files, tf_transform_output)
     evaluation = data.transformed_dataset(fn_args.eval_files, tf_transform_output)
     num_train = data.count(train)  # fills the in-memory cache too

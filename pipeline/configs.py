@@ -56,6 +56,9 @@ class PipelineConfig:
 
     # ExampleGen: the last `eval_fraction` of every training batch file becomes `eval`.
     eval_fraction: float = 0.1
+    # ExampleValidator: stop when a split's label distribution moved more than this (L-infinity
+    # distance of class shares) since the previous run's data. 0 switches the check off.
+    label_drift_threshold: float = 0.1
 
     # Tuner (KerasTuner). Off: the Trainer uses `hyperparameters_dir` if given, else defaults.
     enable_tuning: bool = False
@@ -98,6 +101,8 @@ class PipelineConfig:
         """Fails early, naming the setting, instead of deep inside a component."""
         checks = [
             (0.0 < self.eval_fraction < 1.0, "eval_fraction must be between 0 and 1"),
+            (0.0 <= self.label_drift_threshold <= 1.0,
+             "label_drift_threshold must be within [0, 1] (0 switches it off)"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.tuner_trials >= 1, "tuner_trials must be at least 1"),

@@ -23,6 +23,10 @@ def add_training_flags(group) -> None:
                        help="default: one pass over train")
     group.add_argument("--eval-fraction", type=float, default=default("eval_fraction"),
                        help="share of each training batch file held out as eval")
+    group.add_argument("--label-drift-threshold", type=float,
+                       default=default("label_drift_threshold"),
+                       help="stop when a split's label shares moved more than this since the "
+                       "previous run's data (0: off)")
     group.add_argument("--tune", action="store_true", help="run the KerasTuner search first")
     group.add_argument("--tuner-trials", type=int, default=default("tuner_trials"),
                        help="KerasTuner trials")
@@ -62,7 +66,7 @@ def training_settings(args: argparse.Namespace) -> dict[str, Any]:
     """PipelineConfig keyword arguments from the flags add_training_flags defined."""
     return dict(
         epochs=args.epochs, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-        eval_fraction=args.eval_fraction,
+        eval_fraction=args.eval_fraction, label_drift_threshold=args.label_drift_threshold,
         enable_tuning=args.tune, tuner_trials=args.tuner_trials, tuner_epochs=args.tuner_epochs,
         hyperparameters_dir=_absolute(args.hyperparameters_dir),
         distribution_strategy=args.distribution_strategy,

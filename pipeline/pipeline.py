@@ -1,6 +1,7 @@
 """Builds the CIFAR-10 TFX DAG; both runners call create_pipeline() with a PipelineConfig.
 
-ExampleGen -> StatisticsGen -> (curated schema) -> ExampleValidator (stops on anomalies) ->
+ExampleGen -> StatisticsGen -> (curated schema) -> ExampleValidator (stops on anomalies and on
+label drift since the previous run's statistics) ->
 Transform -> [Tuner] -> Trainer -> Evaluator (vs. latest blessed) -> [TFLiteConverter] -> Pusher
 """
 from __future__ import annotations
@@ -16,6 +17,19 @@ from components.serving_pusher import ServingPusher
 from components.strict_example_validator import StrictExampleValidator
 from modules import constants
 from pipeline import configs
+
+
+class _LatestOrNoneStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
+    """LatestArtifactStrategy that resolves to nothing on a first run instead of failing.
+
+    TFX's strategy returns None when there is no artifact yet, which marks the local resolver
+    execution failed (the run goes on). KFP/Vertex run resolvers as metadata queries and only
+    compile TFX's own class, so the Kubeflow runner (no metadata config) keeps that one.
+    """
+
+    def resolve_artifacts(self, store, input_dict):
+        return {key: sorted(artifacts, key=lambda a: a.id)[-1:]
+                for key, artifacts in input_dict.items()}
 
 
 def trainer_custom_config(config: configs.PipelineConfig) -> dict:
@@ -68,11 +82,21 @@ def create_pipeline(
     """The whole DAG; feature flags in `config` switch tuning and TFLite conversion on or off."""
     example_gen = Cifar10ExampleGen(input_base=config.data_root,
                                     eval_fraction=config.eval_fraction)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    # With the schema, the label is counted as categorical: class shares, for the drift check.
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  schema=schema_gen.outputs["schema"])
+    # The newest statistics from before this run's StatisticsGen: the previous run's data.
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=(_LatestOrNoneStrategy if metadata_connection_config is not None
+                        else tfx.dsl.experimental.LatestArtifactStrategy),
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+    ).with_id("previous_statistics_resolver")
     example_validator = StrictExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
-        schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")
+        schema=schema_gen.outputs["schema"],
+        baseline_statistics=previous_statistics.outputs["statistics"],
+        label_drift_threshold=config.label_drift_threshold).with_id("ExampleValidator")
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -85,7 +109,8 @@ def create_pipeline(
         disable_statistics=True)
     transform.add_upstream_node(example_validator)  # no training on data that failed validation
 
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+    components = [example_gen, previous_statistics, statistics_gen, schema_gen, example_validator,
+                  transform]
 
     hyperparameters = None
     if config.enable_tuning:

@@ -44,6 +44,7 @@ HAS_TFLITE = bool(TFLITE_TYPE_NAME and KFP_TYPE_NAME.fullmatch(TFLITE_TYPE_NAME)
 TFLITE_FLAGS = [] if HAS_TFLITE else ["--no-tflite"]
 BEAM_STEPS = ("Cifar10ExampleGen", "StatisticsGen", "Transform", "Evaluator")
 RESOLVER = "latest_blessed_model_resolver"
+STATS_RESOLVER = "previous_statistics_resolver"
 DATAFLOW_FLAGS = [
     "--beam-runner", "dataflow", "--project", "my-project", "--region", "europe-west4",
     "--service-account", "runner@my-project.iam.gserviceaccount.com",
@@ -125,7 +126,9 @@ def test_every_component_is_a_task(compiled):
     expected = {"Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                 "Transform", "Tuner", "Trainer", "Evaluator", "Pusher",
                 # a TFX Resolver compiles to two KFP resolver tasks: blessings, then their models
-                f"{RESOLVER}-model-blessing-resolver", f"{RESOLVER}-model-resolver"}
+                f"{RESOLVER}-model-blessing-resolver", f"{RESOLVER}-model-resolver",
+                # the previous run's statistics, for the drift check
+                STATS_RESOLVER}
     assert expected <= tasks
     assert (_tflite_task(compiled["job"]) is not None) == HAS_TFLITE
     assert len(tasks) == len(expected) + HAS_TFLITE
@@ -136,8 +139,9 @@ def test_edges(compiled):
     expected = {
         "Cifar10ExampleGen": set(),
         "ImportSchemaGen": set(),
-        "StatisticsGen": {"Cifar10ExampleGen"},
-        "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
+        "StatisticsGen": {"Cifar10ExampleGen", "ImportSchemaGen"},
+        STATS_RESOLVER: set(),
+        "ExampleValidator": {"StatisticsGen", "ImportSchemaGen", STATS_RESOLVER},
         # no Transform (so no training) on data that failed validation
         "Transform": {"Cifar10ExampleGen", "ImportSchemaGen", "ExampleValidator"},
         "Tuner": {"Cifar10ExampleGen", "Transform"},
@@ -165,7 +169,7 @@ def test_every_container_runs_the_image(compiled):
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     containers = {label: e["container"] for label, e in executors.items() if "container" in e}
     resolvers = [label for label, e in executors.items() if "resolver" in e]
-    assert len(resolvers) == 2 and len(containers) == len(executors) - 2
+    assert len(resolvers) == 3 and len(containers) == len(executors) - 3
     for label, container in containers.items():
         assert container["image"] == IMAGE, label
         assert container["command"][:2] == ["python", "-m"], label

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.e2e
 
 NODES = {"Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
          "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+         "previous_statistics_resolver",
          "TFLiteConverter", "Pusher"}
 
 

@@ -1,6 +1,7 @@
 """Faults cost nothing: each test shows a clear error or verdict, and nothing lost or pushed.
 
 - a truncated .bin stops the run at ExampleGen, naming the file;
+- label drift since the previous run's data stops the run at ExampleValidator;
 - a worse second model is not blessed, and the serving base path is left exactly as it was;
 - a push killed mid-copy leaves no version folder, and the next push cleans up and succeeds;
 - a run killed during the Trainer resumes from the cache (ML Metadata) and completes;
@@ -79,6 +80,28 @@ def test_truncated_batch_file_stops_the_run_naming_the_file(small_cifar10, tmp_p
 
 
 # ---- Logs ----------------------------------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_label_drift_since_the_previous_run_stops_at_example_validator(trained_pipeline,
+                                                                     small_cifar10, tmp_path):
+    """Labels still in range, but class 0 now makes up about half of every file."""
+    outputs = copy_fixture(trained_pipeline.output_dir, tmp_path / "outputs")
+    before = (snapshot(outputs / "serving_model"), snapshot(outputs / "tflite_model"))
+    data = copy_fixture(small_cifar10, tmp_path / "drifted")
+    for batch in sorted((data / "cifar-10-batches-bin").glob("*.bin")):
+        raw = bytearray(batch.read_bytes())
+        for index in range(0, len(raw) // cifar10_binary.RECORD_BYTES, 2):
+            raw[index * cifar10_binary.RECORD_BYTES] = 0  # every other record becomes class 0
+        batch.write_bytes(bytes(raw))
+
+    run = run_pipeline(data, outputs)
+    assert run.process.returncode == 1, run.explain()
+    assert "feature 'label': High Linfty distance" in run.process.stderr
+    assert "since the previous data" in run.process.stderr
+    states = results.run_executions(results.open_store(str(run.metadata_path)))
+    assert states["ExampleValidator"] == ["failed"] and "Trainer" not in states
+    assert (snapshot(outputs / "serving_model"), snapshot(outputs / "tflite_model")) == before
+
 
 @pytest.mark.e2e
 def test_quiet_logs_show_progress_and_epochs_but_no_tf_noise(trained_pipeline):

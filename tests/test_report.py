@@ -10,7 +10,8 @@ from pipeline import cli, report, results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NODES = ("Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "latest_blessed_model_resolver", "Evaluator", "TFLiteConverter", "Pusher")
+         "Trainer", "latest_blessed_model_resolver", "previous_statistics_resolver", "Evaluator",
+         "TFLiteConverter", "Pusher")
 
 
 # ---- Fast checks: no pipeline run ----------------------------------------------------------------

@@ -11,12 +11,14 @@ from components.strict_example_validator import executor as validator
 from pipeline import configs
 
 
-def _stats(tmp_path, examples: list[bytes]):
+def _stats(tmp_path, examples: list[bytes], schema=None):
     path = str(tmp_path / "examples.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         for example in examples:
             writer.write(example)
-    return tfdv.generate_statistics_from_tfrecord(path)
+    # With the schema (as StatisticsGen gets it), the label is counted as a categorical feature.
+    options = tfdv.StatsOptions(schema=schema) if schema is not None else None
+    return tfdv.generate_statistics_from_tfrecord(path, stats_options=options)
 
 
 def _image(height=32, width=32):
@@ -49,3 +51,32 @@ def test_out_of_range_label_and_wrong_size_are_anomalies(tmp_path, schema):
 def test_label_is_not_required_when_serving(schema):
     label = next(f for f in schema.feature if f.name == "label")
     assert "SERVING" in label.not_in_environment
+
+
+def _stats_artifact(tmp_path, name: str, labels: list[int], schema):
+    """An ExampleStatistics artifact laid out as StatisticsGen writes it, for one `train` split."""
+    from tfx.types import standard_artifacts
+
+    stats = _stats(tmp_path, [example_gen.to_example(label, _image()) for label in labels], schema)
+    split_dir = tmp_path / name / "Split-train"
+    split_dir.mkdir(parents=True)
+    (split_dir / "FeatureStats.pb").write_bytes(stats.SerializeToString())
+    with tf.io.TFRecordWriter(str(split_dir / "stats_tfrecord")) as writer:
+        writer.write(stats.SerializeToString())
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = str(tmp_path / name)
+    artifact.split_names = '["train"]'
+    return artifact
+
+
+def test_label_drift_between_runs_is_caught(tmp_path, schema):
+    balanced = [i % 10 for i in range(100)]
+    skewed = [0] * 30 + [i % 10 for i in range(70)]  # class 0: 10% -> 37%
+    before = _stats_artifact(tmp_path, "before", balanced, schema)
+    same = _stats_artifact(tmp_path, "same", balanced, schema)
+    after = _stats_artifact(tmp_path, "after", skewed, schema)
+    assert validator.label_drift_problems(same, before, schema, threshold=0.1) == []
+    (problem,) = validator.label_drift_problems(after, before, schema, threshold=0.1)
+    assert problem.startswith("split 'train', feature 'label':")
+    assert "since the previous data" in problem and "0.1" in problem
+    assert validator.label_drift_problems(after, before, schema, threshold=0.5) == []

@@ -271,9 +271,11 @@ def test_warmup_records_parse_and_replay(server, direct, pushed_model_dir):
         assert outputs[constants.PROBABILITIES_OUTPUT].shape == (batch, constants.NUM_CLASSES)
         assert_outputs_close(outputs, call_direct(direct, signature, inputs))
         answers[signature] = outputs
-    assert {constants.SERVING_SIGNATURE, constants.PIXELS_SIGNATURE} <= set(answers)
+    assert set(SIGNATURES) == set(answers)
     # the pixels record holds the decoded images of the image_bytes record
     assert_outputs_close(answers[constants.PIXELS_SIGNATURE],
+                         answers[constants.SERVING_SIGNATURE])
+    assert_outputs_close(answers[constants.EXAMPLES_SIGNATURE],
                          answers[constants.SERVING_SIGNATURE])
 
 
