@@ -16,7 +16,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 CROP_PADDING = 4
 
 
-def _expand_patterns(patterns: Iterable[str]) -> list[str]:
+def expand_patterns(patterns: Iterable[str]) -> list[str]:
     files: list[str] = []
     for pattern in patterns:
         files.extend(sorted(tf.io.gfile.glob(pattern)))
@@ -30,7 +30,7 @@ def transformed_dataset(file_patterns: Iterable[str], tf_transform_output,
     """Cached (image float32 [32,32,3], label int64) pairs, made by the saved Transform graph."""
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
-    files = _expand_patterns(file_patterns)
+    files = expand_patterns(file_patterns)
 
     def transform(serialized: tf.Tensor):
         features = tft_layer(tf.io.parse_example(serialized, raw_spec))

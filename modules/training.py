@@ -104,7 +104,7 @@ def _hyperparameters(fn_args) -> dict[str, Any]:
 
 
 def _sample_png_images(files, count: int) -> list[bytes]:
-    dataset = tf.data.TFRecordDataset(data._expand_patterns(files), compression_type="GZIP")
+    dataset = tf.data.TFRecordDataset(data.expand_patterns(files), compression_type="GZIP")
     spec = {constants.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
     return [tf.io.parse_single_example(r, spec)[constants.IMAGE_KEY].numpy()
             for r in dataset.take(count)]

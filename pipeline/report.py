@@ -276,14 +276,23 @@ def load_split_statistics(statistics_uri: str) -> dict:
 
 
 def label_counts(dataset, num_classes: int = constants.NUM_CLASSES) -> Optional[list[float]]:
-    """Examples per class from TFDV's standard histogram of the integer label.
+    """Examples per class from TFDV's statistics of the label.
 
-    The histogram has equal-width buckets between the smallest and largest label; each bucket's
-    count is given to the integer labels inside it (shared evenly if several fall in one bucket).
+    StatisticsGen gets the schema, where the label is categorical: its rank histogram holds exact
+    counts per value. Without it (numeric statistics), the standard histogram's equal-width
+    buckets are given to the integer labels inside them (shared evenly if several fall in one).
     """
     for feature in dataset.features:
         name = feature.path.step[0] if feature.path.step else feature.name
-        if name != constants.LABEL_KEY or not feature.HasField("num_stats"):
+        if name != constants.LABEL_KEY:
+            continue
+        if feature.HasField("string_stats") and feature.string_stats.rank_histogram.buckets:
+            counts = [0.0] * num_classes
+            for bucket in feature.string_stats.rank_histogram.buckets:
+                if bucket.label.isdigit() and int(bucket.label) < num_classes:
+                    counts[int(bucket.label)] = bucket.sample_count
+            return counts
+        if not feature.HasField("num_stats"):
             continue
         standard = [h for h in feature.num_stats.histograms if h.type == h.STANDARD]
         if not standard:
@@ -382,7 +391,7 @@ def section_data(doc: Document, view: RunView, out_dir: str) -> None:
                      + ([f"{c:.0f}" for c in counts] if counts is not None
                         else ["?"] * constants.NUM_CLASSES))
     doc.para(f"From the StatisticsGen artifact `{statistics.uri}` (TFDV). Label counts come from "
-             f"TFDV's label histogram, rounded.")
+             f"TFDV's label statistics.")
     doc.table(["Split", "Examples", "Features", *constants.CLASS_NAMES], table,
               numeric=[False, True, True] + [True] * constants.NUM_CLASSES)
     if distributions:

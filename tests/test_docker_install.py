@@ -181,19 +181,23 @@ def test_dockerignore_leaves_out_what_the_image_must_not_carry():
         assert not _ignored(path, patterns), path
 
 
+def _build_wheel(source: Path, dist: Path) -> Path:
+    """`pip wheel --no-deps .` in `source`; returns the one wheel it built."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-w", str(dist), "."],
+        cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = dist.glob("cifar10_tfx-*.whl")
+    return wheel
+
+
 def test_context_builds_a_wheel_with_every_package(tmp_path):
     """`pip wheel --no-deps .` of exactly what the image gets holds the code and the schema."""
     context = tmp_path / "context"
     sent = build_context(context)
     assert "setup.py" in sent and LOCK in sent and not any(s.startswith(".venv/") for s in sent)
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-w", str(tmp_path / "dist"), "."],
-        cwd=context, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    wheels = list((tmp_path / "dist").glob("cifar10_tfx-*.whl"))
-    assert len(wheels) == 1
-    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    names = set(zipfile.ZipFile(_build_wheel(context, tmp_path / "dist")).namelist())
     expected = {"pipeline/schema/schema.pbtxt", "kubeflow_runner.py", "local_runner.py"}
     for package in ("pipeline", "components", "modules"):
         expected |= {p for p in sent if p.startswith(f"{package}/") and p.endswith(".py")}
@@ -207,13 +211,7 @@ def test_first_layer_installs_from_setup_py_and_lock_alone(tmp_path):
     (tmp_path / "requirements").mkdir()
     shutil.copy2(PROJECT_DIR / LOCK, tmp_path / LOCK)
     shutil.copy2(PROJECT_DIR / "setup.py", tmp_path / "setup.py")
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-w", str(tmp_path / "dist"), "."],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    wheel = next((tmp_path / "dist").glob("cifar10_tfx-*.whl"))
-    with zipfile.ZipFile(wheel) as archive:
+    with zipfile.ZipFile(_build_wheel(tmp_path, tmp_path / "dist")) as archive:
         metadata = archive.read(next(n for n in archive.namelist()
                                      if n.endswith("METADATA"))).decode()
     assert "Requires-Dist: tfx[kfp]==1.16.0" in metadata

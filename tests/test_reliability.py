@@ -314,8 +314,11 @@ def test_run_killed_during_training_resumes_from_the_cache(small_cifar10, tmp_pa
     runs = results.pipeline_runs(store)
     assert len(runs) == 2
     states = results.run_executions(store)
+    # ExampleValidator runs again (in a second): its drift baseline, the killed run's
+    # statistics, did not exist the first time. The same data shows no drift.
     for node in CACHED_UPSTREAM + ("ImportSchemaGen",):
-        assert states[node] == ["cached"], (node, states)
+        expected = ["complete"] if node == "ExampleValidator" else ["cached"]
+        assert states[node] == expected, (node, states)
     for node in ("Trainer", "Evaluator", "Pusher"):
         assert states[node] == ["complete"], (node, states)
     outcome = results.latest_outcome(str(output_dir / "metadata.sqlite"))

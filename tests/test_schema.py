@@ -17,7 +17,7 @@ def _stats(tmp_path, examples: list[bytes], schema=None):
         for example in examples:
             writer.write(example)
     # With the schema (as StatisticsGen gets it), the label is counted as a categorical feature.
-    options = tfdv.StatsOptions(schema=schema) if schema is not None else None
+    options = tfdv.StatsOptions(schema=schema) if schema is not None else tfdv.StatsOptions()
     return tfdv.generate_statistics_from_tfrecord(path, stats_options=options)
 
 
