@@ -61,19 +61,9 @@ def load_split(data_dir: str, pattern: str, fraction) -> tuple[np.ndarray, np.nd
     return np.stack(images), np.asarray(labels)
 
 
-def time_call(fn, runs: int) -> float:
-    """Median seconds of `runs` calls, after one warm-up call."""
-    fn()
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        timings.append(time.perf_counter() - start)
-    return float(np.median(timings))
-
-
 def measure_predictor(predict, images: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy, confusion matrix and latency/throughput of a batch predictor (uint8 -> probs)."""
+    from components.tflite_converter.conversion import median_seconds
     from pipeline import reporting
 
     predictions = np.concatenate([predict(images[i:i + 256]).argmax(axis=1)
@@ -84,8 +74,8 @@ def measure_predictor(predict, images: np.ndarray, labels: np.ndarray) -> dict:
         "accuracy": float((predictions == labels).mean()),
         "confusion_matrix": matrix.tolist(),
         "per_class": reporting.per_class_metrics(matrix),
-        "latency_ms_batch1": time_call(lambda: predict(images[:1]), 100) * 1000.0,
-        "throughput_images_per_s_batch256": 256.0 / time_call(lambda: predict(batch), 10),
+        "latency_ms_batch1": median_seconds(lambda: predict(images[:1]), 100) * 1000.0,
+        "throughput_images_per_s_batch256": 256.0 / median_seconds(lambda: predict(batch), 10),
     }
 
 

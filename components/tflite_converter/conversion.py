@@ -138,15 +138,20 @@ class TFLiteClassifier:
         return raw.astype(np.float32)
 
 
-def median_latency_ms(classifier: TFLiteClassifier, image: np.ndarray, runs: int = 100) -> float:
-    """Single-image CPU latency on one thread, after a warm-up call."""
-    classifier.probabilities(image)
+def median_seconds(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of `runs` calls of `fn`, after one warm-up call."""
+    fn()
     timings = []
     for _ in range(runs):
         start = time.perf_counter()
-        classifier.probabilities(image)
+        fn()
         timings.append(time.perf_counter() - start)
-    return float(np.median(timings) * 1000.0)
+    return float(np.median(timings))
+
+
+def median_latency_ms(classifier: TFLiteClassifier, image: np.ndarray, runs: int = 100) -> float:
+    """Single-image CPU latency on one thread, after a warm-up call."""
+    return median_seconds(lambda: classifier.probabilities(image), runs) * 1000.0
 
 
 def verify(tflite_model: bytes, images: np.ndarray, labels: np.ndarray,
@@ -181,10 +186,4 @@ def float_weights_bytes(keras_model) -> int:
 def savedmodel_latency_ms(signature, image: np.ndarray, runs: int = 50) -> float:
     """Batch-1 latency of the float SavedModel's pixels signature, for the side-by-side table."""
     batch = tf.constant(image[np.newaxis])
-    signature(pixels=batch)
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        signature(pixels=batch)
-        timings.append(time.perf_counter() - start)
-    return float(np.median(timings) * 1000.0)
+    return median_seconds(lambda: signature(pixels=batch), runs) * 1000.0
