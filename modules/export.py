@@ -49,7 +49,7 @@ def load_keras_model(model_artifact_uri: str):
     path = keras_model_path(model_artifact_uri)
     with tf.io.gfile.GFile(os.path.join(os.path.dirname(path), EXPORT_SETTINGS_FILE)) as f:
         settings = json.load(f)
-    return keras.models.load_model(path), settings
+    return keras.models.load_model(path, compile=False), settings  # inference only
 
 
 class ServingModule(tf.Module):

@@ -62,9 +62,10 @@ class PipelineRun:
                f"STDERR:\n{self.process.stderr[-6000:]}"
 
 
-# Small but real: enough epochs that the model learns something, a CI-sized budget.
+# Small but real: enough epochs that the model learns something, a CI-sized budget. The TFLite limit
+# is loose because a model this briefly trained has many near-ties that quantization may flip.
 E2E_ARGS = ("--epochs", "4", "--batch-size", "64", "--beam-workers", "1",
-            "--accuracy-threshold", "0.15", "--tflite-max-accuracy-drop", "0.05",
+            "--accuracy-threshold", "0.15", "--tflite-max-accuracy-drop", "0.10",
             "--tflite-calibration-samples", "200")
 
 
