@@ -121,9 +121,9 @@ def _join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/") or "/"] + [p.strip("/") for p in parts])
 
 
-def list_versions(source_base: str) -> list:
+def list_versions(source_base: str, store=None) -> list:
     """Sorted integer versions under `source_base` that hold a saved_model.pb."""
-    store = _store(source_base)
+    store = store or _store(source_base)
     if not store.isdir(source_base):
         raise ModelDownloadError(f"{source_base}: not found or not a folder")
     versions = []
@@ -133,9 +133,8 @@ def list_versions(source_base: str) -> list:
     return sorted(versions)
 
 
-def _copy_tree(src: str, dst: str) -> list:
+def _copy_tree(store, src: str, dst: str) -> list:
     """Copies every file under `src` into the local folder `dst`; returns (relpath, size)."""
-    store = _store(src)
     copied = []
     os.makedirs(dst, exist_ok=True)
     for remote, relative, is_dir in store.entries(src):
@@ -181,7 +180,8 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
     """
     source_base = str(source_base)
     dest_base = str(dest_base)
-    versions = list_versions(source_base)
+    store = _store(source_base)  # one filesystem (and one scheme probe) for listing and copying
+    versions = list_versions(source_base, store)
     if not versions:
         raise ModelDownloadError(
             f"{source_base}: no model versions (integer folders with {SAVED_MODEL_FILE})")
@@ -201,7 +201,7 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
     os.makedirs(dest_base, exist_ok=True)
     tmp = os.path.join(dest_base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        _copy_tree(_join(source_base, str(version)), tmp)
+        _copy_tree(store, _join(source_base, str(version)), tmp)
         check_saved_model(tmp)
         if os.path.exists(final):
             # os.replace cannot replace a non-empty folder: move the old one aside first. The
