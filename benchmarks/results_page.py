@@ -9,6 +9,13 @@ import numpy as np
 from modules import constants
 from pipeline import reporting
 
+TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time augmentation level
+    constants.TTA_NONE: "",
+    constants.TTA_FLIP: " (which averages each image with its mirror image)",
+    constants.TTA_FLIP_TRANSLATE: " (which averages 6 views of each image: it, shifted one pixel "
+                                  "down-right and up-left, and their mirror images)",
+}
+
 TARGETS = [  # (label, value getter, test, shown target)
     ("Test accuracy of the pushed SavedModel", lambda r: r["pipeline"]["accuracy"],
      lambda v: v >= 0.90, ">= 90% (aim 93%)"),
@@ -78,7 +85,7 @@ def render(report: dict, images: dict) -> str:
         f"Test set: {report['test_images']:,} images of `test_batch.bin`; budget "
         f"{report['budget']['epochs']} epochs at batch {report['budget']['batch_size']} for both "
         f"models. SavedModel timings through the `serving_pixels` signature"
-        + (" (which averages each image with its mirror image)" if model["flip_averaging"] else "")
+        + TTA_DESCRIPTIONS[model["test_time_augmentation"]]
         + ".",
         "",
         "## Targets",

@@ -114,7 +114,7 @@ def pipeline_measurements(output_dir: str, images, labels) -> dict:
     return {
         **measured,
         "parameters": int(keras_model.count_params()),
-        "flip_averaging": bool(settings.get("flip_averaging")),
+        "test_time_augmentation": export.settings_test_time_augmentation(settings),
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
         "component_seconds": {node: end - start for node, (start, end) in spans.items()},

@@ -40,3 +40,9 @@ EXAMPLES_SIGNATURE = "serving_examples"  # serialized tf.Example in (TFMA, batch
 PROBABILITIES_OUTPUT = "probabilities"
 CLASS_ID_OUTPUT = "class_ids"
 CLASS_NAME_OUTPUT = "class_names"
+
+# Test-time augmentation levels of the exported model (modules.export): the views of each image it
+# classifies and averages. none: the image; flip: and its mirror; flip_translate: and both shifted
+# one pixel down-right and up-left (6 views).
+TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE = "none", "flip", "flip_translate"
+TEST_TIME_AUGMENTATIONS = (TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE)

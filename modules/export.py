@@ -22,20 +22,65 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # converter (the Transform graph's string ops cannot run in TFLite).
 KERAS_DIR = "Format-Keras"
 KERAS_FILE = "model.keras"
-EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one (flip averaging)
+EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one (its TTA)
 
 
-def predict_probabilities(model, images: tf.Tensor, flip_averaging: bool) -> tf.Tensor:
-    """The model's probabilities, optionally averaged with those of the mirror images (TTA).
+# Test-time augmentation (levels in modules.constants). Measured on the 16-epoch full-data model
+# (5,000 test images): none 88.94%, flip 89.74%, flip_translate 90.06%, for 1x, 2x and 6x the
+# compute per image.
+TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE = (
+    constants.TTA_NONE, constants.TTA_FLIP, constants.TTA_FLIP_TRANSLATE)
 
-    Both views go through the model as one batch: one call, and one set of activation ranges
+
+def check_test_time_augmentation(name: str) -> str:
+    if name not in constants.TEST_TIME_AUGMENTATIONS:
+        raise ValueError(f"Unknown test-time augmentation {name!r}; choose one of "
+                         f"{', '.join(constants.TEST_TIME_AUGMENTATIONS)}.")
+    return name
+
+
+def _mirror(images: tf.Tensor) -> tf.Tensor:
+    return tf.reverse(images, axis=[2])
+
+
+def test_time_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
+    """(view, weight) pairs whose weights sum to 1.
+
+    flip_translate adds the image shifted one pixel down-right and one up-left (reflect-padded, as
+    in training), each with its mirror: half the weight stays on the unshifted pair.
+    """
+    check_test_time_augmentation(tta)
+    if tta == TTA_NONE:
+        return [(images, 1.0)]
+    if tta == TTA_FLIP:
+        return [(images, 0.5), (_mirror(images), 0.5)]
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    down_right, up_left = padded[:, :-2, :-2, :], padded[:, 2:, 2:, :]
+    return [(images, 0.25), (_mirror(images), 0.25),
+            (down_right, 0.125), (_mirror(down_right), 0.125),
+            (up_left, 0.125), (_mirror(up_left), 0.125)]
+
+
+def predict_probabilities(model, images: tf.Tensor, tta: str) -> tf.Tensor:
+    """The model's probabilities, averaged over the test-time views of each image.
+
+    All views go through the model as one batch: one call, and one set of activation ranges
     when the graph is quantized (two separate calls quantized badly: 64% top-1 agreement).
     """
-    if not flip_averaging:
+    views = test_time_views(images, tta)
+    if len(views) == 1:
         return model(images, training=False)
     count = tf.shape(images)[0]
-    both = model(tf.concat([images, tf.reverse(images, axis=[2])], axis=0), training=False)
-    return (both[:count] + both[count:]) / 2.0
+    probabilities = model(tf.concat([view for view, _ in views], axis=0), training=False)
+    return tf.add_n([weight * probabilities[i * count:(i + 1) * count]
+                     for i, (_, weight) in enumerate(views)])
+
+
+def settings_test_time_augmentation(settings: dict) -> str:
+    """The level an export.json names; models exported before the levels existed say flip_averaging."""
+    if "test_time_augmentation" in settings:
+        return check_test_time_augmentation(settings["test_time_augmentation"])
+    return TTA_FLIP if settings.get("flip_averaging") else TTA_NONE
 
 
 def keras_model_path(model_artifact_uri: str) -> str:
@@ -55,19 +100,19 @@ def load_keras_model(model_artifact_uri: str):
 class ServingModule(tf.Module):
     """Holds the model and the Transform layer so tf.saved_model.save tracks both."""
 
-    def __init__(self, model, tf_transform_output, flip_averaging: bool):
+    def __init__(self, model, tf_transform_output, tta: str):
         super().__init__()
         self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
         # Batch jobs only need to send the image; other raw features are not model inputs.
         self._raw_spec = {constants.IMAGE_KEY:
                           tf_transform_output.raw_feature_spec()[constants.IMAGE_KEY]}
-        self._flip_averaging = flip_averaging
+        self._tta = check_test_time_augmentation(tta)
         self._class_names = tf.constant(constants.CLASS_NAMES)
 
     def _predict_from_raw(self, raw_features: dict) -> dict:
         images = self.tft_layer(raw_features)[constants.TRANSFORMED_IMAGE_KEY]
-        probabilities = predict_probabilities(self.model, images, self._flip_averaging)
+        probabilities = predict_probabilities(self.model, images, self._tta)
         class_ids = tf.argmax(probabilities, axis=-1)
         return {
             constants.PROBABILITIES_OUTPUT: probabilities,
@@ -129,9 +174,9 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
 
 
 def export_serving_model(model, tf_transform_output, export_dir: str,
-                         sample_images: Sequence[bytes], flip_averaging: bool = False) -> None:
+                         sample_images: Sequence[bytes], tta: str = TTA_NONE) -> None:
     """Saves the model with its three signatures and the warmup records, and the Keras model beside."""
-    module = ServingModule(model, tf_transform_output, flip_averaging)
+    module = ServingModule(model, tf_transform_output, tta)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     write_warmup_requests(export_dir, sample_images)
     keras_path = keras_model_path(os.path.dirname(export_dir.rstrip("/")))
@@ -139,4 +184,4 @@ def export_serving_model(model, tf_transform_output, export_dir: str,
     model.save(keras_path)
     with tf.io.gfile.GFile(os.path.join(os.path.dirname(keras_path), EXPORT_SETTINGS_FILE),
                            "w") as f:
-        json.dump({"flip_averaging": bool(flip_averaging)}, f)
+        json.dump({"test_time_augmentation": tta}, f)

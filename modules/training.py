@@ -39,8 +39,8 @@ def search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
 
 
 def _settings(custom_config: dict | None) -> dict[str, Any]:
-    defaults = {"epochs": 16, "batch_size": 256, "steps_per_epoch": None,
-                "flip_averaging": False, "distribution_strategy": "default"}
+    defaults = {"epochs": 20, "batch_size": 256, "steps_per_epoch": None,
+                "test_time_augmentation": constants.TTA_NONE, "distribution_strategy": "default"}
     return {**defaults, **(custom_config or {})}
 
 
@@ -148,7 +148,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export.export_serving_model(
         model, tf_transform_output, fn_args.serving_model_dir,
         _sample_png_images(fn_args.eval_files, WARMUP_IMAGES),
-        flip_averaging=bool(settings["flip_averaging"]))
+        tta=settings["test_time_augmentation"])
     summary = {"hyperparameters": hparams, "parameters": int(model.count_params()),
                "train_examples": num_train, "epochs": epochs, "steps_per_epoch": steps}
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:

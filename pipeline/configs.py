@@ -11,6 +11,8 @@ import hashlib
 import os
 from typing import Optional
 
+from modules import constants
+
 PIPELINE_NAME = "cifar10"
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_PATH = os.path.join(PROJECT_DIR, "pipeline", "schema", "schema.pbtxt")
@@ -67,11 +69,12 @@ class PipelineConfig:
     hyperparameters_dir: Optional[str] = None  # a Tuner output folder (best_hyperparameters.txt)
 
     # Trainer.
-    epochs: int = 16  # ~2 min each on 2 CPU cores for the default network
+    epochs: int = 20  # ~2 min each on 2 CPU cores for the default network
     batch_size: int = 256
     steps_per_epoch: Optional[int] = None  # None: one pass over `train`
     distribution_strategy: str = "default"  # default | mirrored | multi_worker
-    flip_averaging: bool = True  # exported model averages each image with its mirror image
+    # Views of each image the exported model averages: none | flip | flip_translate (see constants).
+    test_time_augmentation: str = constants.TTA_FLIP_TRANSLATE
 
     # Evaluator: blessing needs this test accuracy, and no regression against the last blessed.
     accuracy_threshold: float = 0.80
@@ -117,6 +120,9 @@ class PipelineConfig:
              "tflite_max_accuracy_drop must be within [-1, 1] (a fraction: 0.01 is one point)"),
             (self.distribution_strategy in ("default", "mirrored", "multi_worker"),
              "distribution_strategy must be default, mirrored or multi_worker"),
+            (self.test_time_augmentation in constants.TEST_TIME_AUGMENTATIONS,
+             f"test_time_augmentation must be one of "
+             f"{', '.join(constants.TEST_TIME_AUGMENTATIONS)}, not {self.test_time_augmentation!r}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              "steps_per_epoch must be at least 1"),
         ]

@@ -5,6 +5,7 @@ import argparse
 import os
 from typing import Any, Optional
 
+from modules import constants
 from pipeline import configs
 
 _FIELDS = configs.PipelineConfig.__dataclass_fields__
@@ -41,8 +42,10 @@ def add_training_flags(group) -> None:
     group.add_argument("--max-accuracy-regression", type=float,
                        default=default("max_accuracy_regression"),
                        help="how much worse than the latest blessed model a new one may be")
-    group.add_argument("--no-flip-averaging", action="store_true",
-                       help="export without test-time mirror averaging (half the serving cost)")
+    group.add_argument("--test-time-augmentation", default=default("test_time_augmentation"),
+                       choices=constants.TEST_TIME_AUGMENTATIONS,
+                       help="views the exported model averages per image: none (1), flip (2) or "
+                            "flip_translate (6; most accurate, 6x the serving compute of none)")
     group.add_argument("--tflite-mode", default=default("tflite_mode"),
                        choices=configs.TFLITE_MODES, help="TFLite quantization")
     group.add_argument("--no-tflite", action="store_true", help="skip the TFLite converter")
@@ -72,7 +75,7 @@ def training_settings(args: argparse.Namespace) -> dict[str, Any]:
         distribution_strategy=args.distribution_strategy,
         accuracy_threshold=args.accuracy_threshold,
         max_accuracy_regression=args.max_accuracy_regression,
-        flip_averaging=not args.no_flip_averaging,
+        test_time_augmentation=args.test_time_augmentation,
         enable_tflite=not args.no_tflite, tflite_mode=args.tflite_mode,
         tflite_max_accuracy_drop=args.tflite_max_accuracy_drop,
         tflite_calibration_samples=args.tflite_calibration_samples,

@@ -40,7 +40,7 @@ def trainer_custom_config(config: configs.PipelineConfig) -> dict:
         "batch_size": config.batch_size,
         "steps_per_epoch": config.steps_per_epoch,
         "distribution_strategy": config.distribution_strategy,
-        "flip_averaging": config.flip_averaging,
+        "test_time_augmentation": config.test_time_augmentation,
     }
 
 

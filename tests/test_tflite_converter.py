@@ -41,13 +41,13 @@ def trained(trained_pipeline, small_cifar10):
     saved = tf.saved_model.load(f"{model_uri}/Format-Serving")
     reference = saved.signatures[constants.PIXELS_SIGNATURE](
         pixels=tf.constant(images))[constants.PROBABILITIES_OUTPUT].numpy()
-    return keras_model, settings["flip_averaging"], calibration, images, labels, reference
+    return keras_model, export.settings_test_time_augmentation(settings), calibration, images, labels, reference
 
 
 @pytest.mark.parametrize("mode", conversion.MODES)
 def test_each_mode_loads_and_agrees_with_the_savedmodel(trained, mode):
-    keras_model, flip, calibration, images, labels, reference = trained
-    tflite = conversion.convert(keras_model, flip, mode, lambda: iter(calibration))
+    keras_model, tta, calibration, images, labels, reference = trained
+    tflite = conversion.convert(keras_model, tta, mode, lambda: iter(calibration))
     metrics = conversion.verify(tflite, images, labels, reference)
     assert (metrics["input_dtype"], metrics["output_dtype"]) == EXPECTED_TYPES[mode]
     min_agreement, max_gap = TOLERANCES[mode]
@@ -59,16 +59,16 @@ def test_each_mode_loads_and_agrees_with_the_savedmodel(trained, mode):
 
 
 def test_int8_takes_raw_pixels(trained):
-    keras_model, flip, calibration, *_ = trained
-    tflite = conversion.convert(keras_model, flip, "int8", lambda: iter(calibration))
+    keras_model, tta, calibration, *_ = trained
+    tflite = conversion.convert(keras_model, tta, "int8", lambda: iter(calibration))
     details = conversion.make_interpreter(tflite).get_input_details()[0]
     scale, zero_point = details["quantization"]
     assert zero_point == 0 and abs(scale - 1.0) < 0.01  # a pixel value is its own quantized value
 
 
 def test_int8_is_much_smaller_than_float(trained):
-    keras_model, flip, calibration, *_ = trained
-    int8 = conversion.convert(keras_model, flip, "int8", lambda: iter(calibration))
+    keras_model, tta, calibration, *_ = trained
+    int8 = conversion.convert(keras_model, tta, "int8", lambda: iter(calibration))
     assert conversion.float_weights_bytes(keras_model) / len(int8) > 3.0
 
 

@@ -32,38 +32,38 @@ def check_mode(mode: str) -> str:
 class _InferenceModule(tf.Module):
     """Raw pixels (as float 0..255) -> probabilities, with the Transform's scaling folded in."""
 
-    def __init__(self, keras_model, flip_averaging: bool):
+    def __init__(self, keras_model, tta: str):
         super().__init__()
         self.model = keras_model
-        self._flip_averaging = flip_averaging
+        self._tta = export.check_test_time_augmentation(tta)
 
     @tf.function(input_signature=[tf.TensorSpec([1, *constants.IMAGE_SHAPE], tf.float32,
                                                 name="pixels")])
     def predict(self, pixels):
         images = preprocessing.scale_pixels(pixels)
         return {constants.PROBABILITIES_OUTPUT: export.predict_probabilities(
-            self.model, images, self._flip_averaging)}
+            self.model, images, self._tta)}
 
 
-def inference_signature(keras_model, flip_averaging: bool, workdir: str):
+def inference_signature(keras_model, tta: str, workdir: str):
     """The inference function as a signature of a reloaded SavedModel.
 
     Converting a concrete function that captures live Keras 3 variables aborts the TFLite
     converter (an LLVM error that kills the process); a saved and reloaded signature converts.
     """
-    module = _InferenceModule(keras_model, flip_averaging)
+    module = _InferenceModule(keras_model, tta)
     path = os.path.join(workdir, "inference")
     tf.saved_model.save(module, path, signatures={"predict": module.predict})
     loaded = tf.saved_model.load(path)
     return loaded.signatures["predict"], loaded
 
 
-def convert(keras_model, flip_averaging: bool, mode: str,
+def convert(keras_model, tta: str, mode: str,
             representative_images: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
     """Returns the .tflite flatbuffer; int8 needs representative images (uint8 [32, 32, 3])."""
     check_mode(mode)
     with tempfile.TemporaryDirectory(prefix="tflite-") as workdir:
-        signature, loaded = inference_signature(keras_model, flip_averaging, workdir)
+        signature, loaded = inference_signature(keras_model, tta, workdir)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([signature], loaded)
         _configure(converter, mode, representative_images)
         try:

@@ -100,7 +100,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         keras_model, settings = export.load_keras_model(model.uri)
-        flip = bool(settings.get("flip_averaging"))
+        tta = export.settings_test_time_augmentation(settings)
         calibration, _ = load_split_images(examples, constants.TRAIN_SPLIT,
                                            int(exec_properties[CALIBRATION_SAMPLES_KEY]))
         images, labels = load_split_images(examples, constants.TEST_SPLIT,
@@ -110,15 +110,15 @@ class Executor(base_executor.BaseExecutor):
 
         serving_dir = os.path.join(model.uri, "Format-Serving")
         reference, signature = savedmodel_probabilities(serving_dir, images)
-        float_tflite = conversion.convert(keras_model, flip, "none")
+        float_tflite = conversion.convert(keras_model, tta, "none")
         tflite = float_tflite if mode == "none" else conversion.convert(
-            keras_model, flip, mode, lambda: iter(calibration))
+            keras_model, tta, mode, lambda: iter(calibration))
 
         metrics: Dict[str, Any] = {
             "mode": mode,
             "verified_images": int(len(images)),
             "calibration_images": int(len(calibration)) if mode == "int8" else 0,
-            "flip_averaging": flip,
+            "test_time_augmentation": tta,
             "float_savedmodel": {
                 "accuracy": float((reference.argmax(1) == labels).mean()),
                 "size_bytes": conversion.directory_size(serving_dir),
