@@ -39,7 +39,7 @@ def search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
 
 
 def _settings(custom_config: dict | None) -> dict[str, Any]:
-    defaults = {"epochs": 20, "batch_size": 256, "steps_per_epoch": None,
+    defaults = {"epochs": 18, "batch_size": 256, "steps_per_epoch": None,
                 "test_time_augmentation": constants.TTA_NONE, "distribution_strategy": "default"}
     return {**defaults, **(custom_config or {})}
 
