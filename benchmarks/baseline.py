@@ -31,7 +31,7 @@ def build_baseline() -> keras.Model:
     model = keras.Model(inputs, outputs, name="baseline_cnn")
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=False)  # as the original (Keras 2) trained; oneDNN beats XLA on CPU
+                  jit_compile=False)  # as the original (Keras 2) trained: no XLA
     return model
 
 
