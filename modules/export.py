@@ -43,7 +43,7 @@ def _mirror(images: tf.Tensor) -> tf.Tensor:
     return tf.reverse(images, axis=[2])
 
 
-def test_time_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
+def tta_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
     """(view, weight) pairs whose weights sum to 1.
 
     flip_translate adds the image shifted one pixel down-right and one up-left (reflect-padded, as
@@ -67,7 +67,7 @@ def predict_probabilities(model, images: tf.Tensor, tta: str) -> tf.Tensor:
     All views go through the model as one batch: one call, and one set of activation ranges
     when the graph is quantized (two separate calls quantized badly: 64% top-1 agreement).
     """
-    views = test_time_views(images, tta)
+    views = tta_views(images, tta)
     if len(views) == 1:
         return model(images, training=False)
     count = tf.shape(images)[0]

@@ -23,14 +23,14 @@ def _shift(image: np.ndarray, down: int, right: int) -> np.ndarray:
 
 @pytest.mark.parametrize("tta, count", [("none", 1), ("flip", 2), ("flip_translate", 6)])
 def test_weights_sum_to_one(tta, count):
-    views = export.test_time_views(tf.constant(IMAGES), tta)
+    views = export.tta_views(tf.constant(IMAGES), tta)
     assert len(views) == count
     assert sum(weight for _, weight in views) == pytest.approx(1.0)
     assert all(view.shape == IMAGES.shape for view, _ in views)
 
 
 def test_flip_translate_views_are_mirrors_and_one_pixel_shifts():
-    views = [view.numpy()[0] for view, _ in export.test_time_views(tf.constant(IMAGES), "flip_translate")]
+    views = [view.numpy()[0] for view, _ in export.tta_views(tf.constant(IMAGES), "flip_translate")]
     image = IMAGES[0]
     expected = [image, _shift(image, 1, 1), _shift(image, -1, -1)]
     for index, original in enumerate(expected):
@@ -46,14 +46,14 @@ def test_probabilities_are_the_weighted_mean_over_views():
 
     images = tf.constant(IMAGES)
     for tta in constants.TEST_TIME_AUGMENTATIONS:
-        expected = sum(weight * model(view) for view, weight in export.test_time_views(images, tta))
+        expected = sum(weight * model(view) for view, weight in export.tta_views(images, tta))
         got = export.predict_probabilities(model, images, tta)
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
 
 
 def test_unknown_level_is_refused_everywhere():
     with pytest.raises(ValueError, match="flip_translate"):
-        export.test_time_views(tf.constant(IMAGES), "rotate")
+        export.tta_views(tf.constant(IMAGES), "rotate")
     with pytest.raises(ValueError, match="test_time_augmentation"):
         configs.PipelineConfig(output_dir="/tmp/out", test_time_augmentation="rotate")
 
