@@ -28,10 +28,6 @@ EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one
 # Test-time augmentation (levels in modules.constants). Measured on the 16-epoch full-data model
 # (5,000 test images): none 88.94%, flip 89.74%, flip_translate 90.06%, for 1x, 2x and 6x the
 # compute per image.
-TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE = (
-    constants.TTA_NONE, constants.TTA_FLIP, constants.TTA_FLIP_TRANSLATE)
-
-
 def check_test_time_augmentation(name: str) -> str:
     if name not in constants.TEST_TIME_AUGMENTATIONS:
         raise ValueError(f"Unknown test-time augmentation {name!r}; choose one of "
@@ -50,9 +46,9 @@ def tta_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
     in training), each with its mirror: half the weight stays on the unshifted pair.
     """
     check_test_time_augmentation(tta)
-    if tta == TTA_NONE:
+    if tta == constants.TTA_NONE:
         return [(images, 1.0)]
-    if tta == TTA_FLIP:
+    if tta == constants.TTA_FLIP:
         return [(images, 0.5), (_mirror(images), 0.5)]
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
     down_right, up_left = padded[:, :-2, :-2, :], padded[:, 2:, 2:, :]
@@ -80,7 +76,7 @@ def settings_test_time_augmentation(settings: dict) -> str:
     """The level an export.json names; models exported before the levels existed say flip_averaging."""
     if "test_time_augmentation" in settings:
         return check_test_time_augmentation(settings["test_time_augmentation"])
-    return TTA_FLIP if settings.get("flip_averaging") else TTA_NONE
+    return constants.TTA_FLIP if settings.get("flip_averaging") else constants.TTA_NONE
 
 
 def keras_model_path(model_artifact_uri: str) -> str:
@@ -174,7 +170,7 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
 
 
 def export_serving_model(model, tf_transform_output, export_dir: str,
-                         sample_images: Sequence[bytes], tta: str = TTA_NONE) -> None:
+                         sample_images: Sequence[bytes], tta: str = constants.TTA_NONE) -> None:
     """Saves the model with its three signatures and the warmup records, and the Keras model beside."""
     module = ServingModule(model, tf_transform_output, tta)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
