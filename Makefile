@@ -5,7 +5,7 @@ DATA_DIR ?=
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test lint clean
 
 # venv + the locked install (TFX 1.16 declares Python <3.11 but works on 3.11; see README).
 $(STAMP): setup.py requirements/constraints.txt
@@ -20,8 +20,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/python local_runner.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf outputs .pytest_cache

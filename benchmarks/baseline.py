@@ -11,11 +11,11 @@ import time
 import keras
 import numpy as np
 
-from modules import constants
+from modules import contract
 
 
 def build_baseline() -> keras.Model:
-    inputs = keras.Input(shape=constants.IMAGE_SHAPE, name="pixels_scaled")
+    inputs = keras.Input(shape=contract.IMAGE_SHAPE, name="pixels_scaled")
     x = inputs
     for filters in (32, 64, 128):
         for _ in range(2):
@@ -27,7 +27,7 @@ def build_baseline() -> keras.Model:
     x = keras.layers.Dense(160, activation="relu")(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Dropout(0.5)(x)
-    outputs = keras.layers.Dense(constants.NUM_CLASSES, activation="softmax")(x)
+    outputs = keras.layers.Dense(contract.NUM_CLASSES, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="baseline_cnn")
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -36,7 +36,8 @@ def build_baseline() -> keras.Model:
 
 
 def train_baseline(train_images: np.ndarray, train_labels: np.ndarray, eval_images: np.ndarray,
-                   eval_labels: np.ndarray, epochs: int, batch_size: int) -> tuple[keras.Model, float]:
+                   eval_labels: np.ndarray, epochs: int,
+                   batch_size: int) -> tuple[keras.Model, float]:
     """Trains on uint8 images scaled to [0, 1]; returns the model and the training wall time."""
     keras.utils.set_random_seed(42)
     model = build_baseline()

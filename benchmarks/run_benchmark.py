@@ -1,11 +1,12 @@
 """Benchmarks the default pipeline on CIFAR-10 against a baseline in the original project's style.
 
-    python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10             # full: writes RESULTS.md
-    python benchmarks/run_benchmark.py --data-dir SMALL_FIXTURE --fast          # CI: proves it works
+    python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10         # full: RESULTS.md
+    python benchmarks/run_benchmark.py --data-dir SMALL_FIXTURE --fast      # CI: proves it works
 
 Runs local_runner.py (cached components are reused; their wall times are read from ML Metadata),
-then measures the pushed SavedModel and its TFLite twin on test_batch.bin, trains the baseline on the
-same train split with the same epochs and batch size, and writes RESULTS.md, results.json and plots.
+then measures the pushed SavedModel and its TFLite twin on test_batch.bin, trains the baseline on
+the same train split with the same epochs and batch size, and writes RESULTS.md, results.json
+and plots.
 """
 from __future__ import annotations
 
@@ -13,25 +14,26 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
 
-from pipeline import logs  # noqa: E402
+from cli import logs  # noqa: E402
 
 FAST_PIPELINE_ARGS = ["--epochs", "2", "--batch-size", "64", "--beam-workers", "1",
                       "--accuracy-threshold", "0", "--tflite-max-accuracy-drop", "0.5",
                       "--tflite-calibration-samples", "100"]
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
                    help="folder holding cifar-10-batches-bin/")
@@ -64,16 +66,16 @@ def load_split(data_dir: str, pattern: str, fraction) -> tuple[np.ndarray, np.nd
 def measure_predictor(predict, images: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy, confusion matrix and latency/throughput of a batch predictor (uint8 -> probs)."""
     from components.tflite_converter.conversion import median_seconds
-    from pipeline import reporting
+    from reports import metrics
 
     predictions = np.concatenate([predict(images[i:i + 256]).argmax(axis=1)
                                   for i in range(0, len(images), 256)])
-    matrix = reporting.confusion_matrix(labels, predictions)
+    matrix = metrics.confusion_matrix(labels, predictions)
     batch = images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
     return {
         "accuracy": float((predictions == labels).mean()),
         "confusion_matrix": matrix.tolist(),
-        "per_class": reporting.per_class_metrics(matrix),
+        "per_class": metrics.per_class_metrics(matrix),
         "latency_ms_batch1": median_seconds(lambda: predict(images[:1]), 100) * 1000.0,
         "throughput_images_per_s_batch256": 256.0 / median_seconds(lambda: predict(batch), 10),
     }
@@ -92,24 +94,24 @@ def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
 def pipeline_measurements(output_dir: str, images, labels) -> dict:
     import tensorflow as tf
 
-    from modules import constants, export
-    from pipeline import results
+    from modules import contract, export
+    from reports import runs
 
-    metadata_path = os.path.join(output_dir, "metadata.sqlite")
-    outcome = results.latest_outcome(metadata_path)
+    metadata_path = os.path.join(output_dir, contract.METADATA_FILE)
+    outcome = runs.latest_outcome(metadata_path)
     if not outcome.pushed:
         raise SystemExit("error: the pipeline pushed no model; nothing to benchmark.")
-    store = results.open_store(metadata_path)
-    spans = results.training_run_spans(store)
-    model_uri = results.latest_artifact(store, "Model").uri
+    store = runs.open_store(metadata_path)
+    spans = runs.training_run_spans(store)
+    model_uri = runs.latest_artifact(store, "Model").uri
     keras_model, settings = export.load_keras_model(model_uri)
-    signature = tf.saved_model.load(outcome.serving_path).signatures[constants.PIXELS_SIGNATURE]
+    signature = tf.saved_model.load(outcome.serving_path).signatures[contract.PIXELS_SIGNATURE]
 
     def predict(batch):
-        return signature(pixels=tf.constant(batch))[constants.PROBABILITIES_OUTPUT].numpy()
+        return signature(pixels=tf.constant(batch))[contract.PROBABILITIES_OUTPUT].numpy()
 
     measured = measure_predictor(predict, images, labels)
-    with open(os.path.join(outcome.tflite_path, "metrics.json")) as f:
+    with open(os.path.join(outcome.tflite_path, contract.TFLITE_METRICS_FILE)) as f:
         tflite = json.load(f)
     return {
         **measured,
@@ -118,7 +120,7 @@ def pipeline_measurements(output_dir: str, images, labels) -> dict:
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
         "component_seconds": {node: end - start for node, (start, end) in spans.items()},
-        "trainer_seconds": spans["Trainer"][1] - spans["Trainer"][0],
+        "trainer_seconds": spans[contract.TRAINER_NODE][1] - spans[contract.TRAINER_NODE][0],
         "pipeline_seconds": max(e for _, e in spans.values()) - min(s for s, _ in spans.values()),
         "tflite": tflite,
     }
@@ -127,11 +129,12 @@ def pipeline_measurements(output_dir: str, images, labels) -> dict:
 def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, labels) -> dict:
     from benchmarks import baseline
     from components.cifar10_example_gen import executor
+    from modules import contract
     from pipeline import configs
 
     slices = executor.split_slices(configs.PipelineConfig.eval_fraction)
-    train = load_split(data_dir, configs.TRAIN_PATTERN, slices["train"])
-    evaluation = load_split(data_dir, configs.TRAIN_PATTERN, slices["eval"])
+    train = load_split(data_dir, contract.TRAIN_PATTERN, slices["train"])
+    evaluation = load_split(data_dir, contract.TRAIN_PATTERN, slices["eval"])
     model, seconds = baseline.train_baseline(*train, *evaluation, epochs, batch_size)
     import tensorflow as tf
 
@@ -145,11 +148,12 @@ def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, l
             "trainer_seconds": seconds}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logs.configure(verbose=False)
-    from pipeline import configs, reporting
-    from benchmarks import results_page
+    from modules import contract
+    from pipeline import configs
+    from reports import benchmark_page
 
     mode = "fast" if args.fast else "full"
     output_dir = os.path.abspath(args.output_dir or os.path.join(PROJECT_DIR, "benchmarks",
@@ -159,13 +163,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(results_dir, exist_ok=True)
 
     command, invocation_seconds = run_pipeline(args, output_dir)
-    images, labels = load_split(args.data_dir, configs.TEST_PATTERN, (0.0, 1.0))
+    images, labels = load_split(args.data_dir, contract.TEST_PATTERN, (0.0, 1.0))
     report = {
         "mode": mode,
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join([sys.executable.split("/")[-1], *sys.argv]),
         "pipeline_command": shlex.join(command[1:]),
-        "machine": reporting.machine_description(),
+        "machine": machine_description(),
         "test_images": int(len(images)),
         "pipeline_invocation_seconds": invocation_seconds,
         "pipeline": pipeline_measurements(output_dir, images, labels),
@@ -177,9 +181,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.skip_baseline:
         report["baseline"] = baseline_measurements(args.data_dir, epochs, batch_size, images,
                                                    labels)
-    results_page.write(report, results_dir)
-    print(f"Wrote {os.path.join(results_dir, 'RESULTS.md')}")
+    benchmark_page.write(report, results_dir)
+    print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
     return 0
+
+
+def machine_description() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory_gib = None
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
+        memory_gib = round(kib / 1024 / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    import tensorflow as tf
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory_gib,
+            "os": platform.platform(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "gpu": bool(tf.config.list_physical_devices("GPU"))}
 
 
 def _flag(command: list[str], name: str, default):

@@ -8,14 +8,14 @@ ExampleValidator anomaly a person can read.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
-from modules import constants
+from modules import contract
 
-LABEL_BYTES = 1
-RECORD_BYTES = LABEL_BYTES + constants.PIXELS_PER_IMAGE  # 3073
+LABEL_BYTES = contract.RECORD_BYTES - contract.PIXELS_PER_IMAGE  # the one label byte
 
 
 class Cifar10FormatError(ValueError):
@@ -44,15 +44,15 @@ def _file_size(path: str) -> int:
 def check_structure(path: str) -> int:
     """Returns the number of records in `path`, or raises Cifar10FormatError naming the file."""
     size = _file_size(path)
-    full, leftover = divmod(size, RECORD_BYTES)
+    full, leftover = divmod(size, contract.RECORD_BYTES)
     if size == 0:
         raise Cifar10FormatError(f"{path}: the file is empty; a CIFAR-10 batch holds at least one "
-                                 f"{RECORD_BYTES}-byte record.")
+                                 f"{contract.RECORD_BYTES}-byte record.")
     if leftover:
         raise Cifar10FormatError(
-            f"{path}: {size:,} bytes is not a whole number of {RECORD_BYTES}-byte CIFAR-10 records "
-            f"({full:,} full records, then {leftover:,} stray bytes). The file is truncated or is "
-            f"not a CIFAR-10 binary batch; download or rebuild it.")
+            f"{path}: {size:,} bytes is not a whole number of {contract.RECORD_BYTES}-byte "
+            f"CIFAR-10 records ({full:,} full records, then {leftover:,} stray bytes). The file "
+            f"is truncated or is not a CIFAR-10 binary batch; download or rebuild it.")
     return full
 
 
@@ -60,8 +60,8 @@ def decode_record(raw: bytes) -> tuple[int, np.ndarray]:
     """Splits one 3073-byte record into its label and a channels-last uint8 image."""
     label = raw[0]
     planes = np.frombuffer(raw, dtype=np.uint8, offset=LABEL_BYTES)
-    image = planes.reshape(constants.IMAGE_CHANNELS, constants.IMAGE_HEIGHT,
-                           constants.IMAGE_WIDTH).transpose(1, 2, 0)
+    image = planes.reshape(contract.IMAGE_CHANNELS, contract.IMAGE_HEIGHT,
+                           contract.IMAGE_WIDTH).transpose(1, 2, 0)
     return int(label), np.ascontiguousarray(image)
 
 
@@ -70,15 +70,16 @@ def read_records(path: str) -> Iterator[Record]:
     count = check_structure(path)
     with _open(path) as f:
         for index in range(count):
-            raw = f.read(RECORD_BYTES)
-            if len(raw) != RECORD_BYTES:  # the file shrank while we read it
+            raw = f.read(contract.RECORD_BYTES)
+            if len(raw) != contract.RECORD_BYTES:  # the file shrank while we read it
                 raise Cifar10FormatError(
-                    f"{path}: record {index} is cut short ({len(raw)} of {RECORD_BYTES} bytes).")
+                    f"{path}: record {index} is cut short ({len(raw)} of {contract.RECORD_BYTES} "
+                    f"bytes).")
             label, image = decode_record(raw)
             yield Record(index, label, image)
 
 
 def encode_record(label: int, image: np.ndarray) -> bytes:
     """Inverse of decode_record; used to write fixtures and in tests."""
-    image = np.asarray(image, dtype=np.uint8).reshape(constants.IMAGE_SHAPE)
+    image = np.asarray(image, dtype=np.uint8).reshape(contract.IMAGE_SHAPE)
     return bytes([label]) + image.transpose(2, 0, 1).tobytes()

@@ -1,16 +1,19 @@
-"""Input pipelines for the Tuner and the Trainer.
+"""Input pipelines for the Tuner and the Trainer, and the one reader of the ExampleGen's output.
 
 The ExampleGen's raw tf.Examples are read, run through the Transform graph once, and cached in
-memory as float images; augmentation (random translation by a reflect-padded crop, horizontal flip) is applied afresh
-every epoch on top of the cache, never in Transform, so each epoch sees new variants.
+memory as float images; augmentation (random translation by a reflect-padded crop, horizontal flip)
+is applied afresh every epoch on top of the cache, never in Transform, so each epoch sees new
+variants.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import os
+from collections.abc import Iterable
 
+import numpy as np
 import tensorflow as tf
 
-from modules import constants
+from modules import contract
 
 AUTOTUNE = tf.data.AUTOTUNE
 TRANSLATE_PIXELS = 2
@@ -25,20 +28,57 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
     return files
 
 
+def split_pattern(split_uri: str) -> str:
+    """The files of one split of an Examples artifact (TFX's Split-<name> folder)."""
+    return os.path.join(split_uri, "*")
+
+
+def read_examples(file_patterns: Iterable[str], limit: int | None = None,
+                  num_parallel_reads: int | None = None) -> tf.data.Dataset:
+    """Serialized tf.Examples, in file order, from the ExampleGen's GZIP TFRecord files."""
+    dataset = tf.data.TFRecordDataset(expand_patterns(file_patterns), compression_type="GZIP",
+                                      num_parallel_reads=num_parallel_reads)
+    return dataset.take(limit) if limit else dataset
+
+
+def encoded_images(file_patterns: Iterable[str], limit: int | None = None) -> list[bytes]:
+    """The PNG bytes of the first `limit` examples, as a serving client would send them."""
+    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+    return [tf.io.parse_single_example(record, spec)[contract.IMAGE_KEY].numpy()
+            for record in read_examples(file_patterns, limit)]
+
+
+def decoded_images(file_patterns: Iterable[str],
+                   limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, 32, 32, 3] and int labels [N] of the first `limit` examples."""
+    spec = {contract.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+            contract.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    dataset = read_examples(file_patterns, limit).map(
+        lambda record: tf.io.parse_single_example(record, spec)).map(
+        lambda features: (tf.io.decode_png(features[contract.IMAGE_KEY],
+                                           channels=contract.IMAGE_CHANNELS),
+                          features[contract.LABEL_KEY]))
+    images, labels = [], []
+    for image, label in dataset.as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise ValueError(f"No examples in {list(file_patterns)}")
+    return np.stack(images), np.asarray(labels)
+
+
 def transformed_dataset(file_patterns: Iterable[str], tf_transform_output,
                         parse_batch: int = 512) -> tf.data.Dataset:
     """Cached (image float32 [32,32,3], label int64) pairs, made by the saved Transform graph."""
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
-    files = expand_patterns(file_patterns)
 
     def transform(serialized: tf.Tensor):
         features = tft_layer(tf.io.parse_example(serialized, raw_spec))
-        return (features[constants.TRANSFORMED_IMAGE_KEY],
-                features[constants.TRANSFORMED_LABEL_KEY])
+        return (features[contract.TRANSFORMED_IMAGE_KEY],
+                features[contract.TRANSFORMED_LABEL_KEY])
 
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP",
-                                      num_parallel_reads=AUTOTUNE)
+    dataset = read_examples(file_patterns, num_parallel_reads=AUTOTUNE)
     dataset = dataset.batch(parse_batch).map(transform, num_parallel_calls=AUTOTUNE).unbatch()
     return dataset.cache()
 
@@ -53,8 +93,8 @@ def augment_batch(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
     batch = tf.shape(images)[0]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     offsets = tf.random.uniform([batch, 2], 0, 2 * pad + 1, dtype=tf.int32, seed=seed)
-    rows = offsets[:, :1] + tf.range(constants.IMAGE_HEIGHT)[tf.newaxis, :]
-    cols = offsets[:, 1:] + tf.range(constants.IMAGE_WIDTH)[tf.newaxis, :]
+    rows = offsets[:, :1] + tf.range(contract.IMAGE_HEIGHT)[tf.newaxis, :]
+    cols = offsets[:, 1:] + tf.range(contract.IMAGE_WIDTH)[tf.newaxis, :]
     shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
     shifted = tf.gather(shifted, cols, axis=2, batch_dims=1)
     flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
@@ -69,7 +109,7 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, training: bool,
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if training:
         dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=AUTOTUNE)
-    dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, constants.NUM_CLASSES)),
+    dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, contract.NUM_CLASSES)),
                           num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 

@@ -1,7 +1,9 @@
 """Exports the trained Keras model as a SavedModel that TF Serving, TFMA and batch jobs all call.
 
-The Transform graph travels inside the SavedModel, so every signature decodes and scales images with
-the same code that prepared the training data. Signatures (names in modules.constants):
+Every signature goes through the one preprocessing path of modules.preprocessing (decode and check,
+then scale), the very functions Transform's preprocessing_fn is made of; the export checks that the
+Transform graph still agrees. Wrong input is refused in the graph (INVALID_ARGUMENT naming the input
+and what is wrong); an empty batch gets empty outputs. Signatures (names in modules.contract):
   serving_default   image_bytes: string [N], PNG or JPEG (REST clients send {"b64": ...})
   serving_pixels    pixels: uint8 [N, 32, 32, 3]
   serving_examples  examples: string [N], serialized tf.Example (TFMA, batch inference)
@@ -11,27 +13,47 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
-from modules import constants
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# Beside Format-Serving in the Trainer's model artifact: the bare Keras model, for the TFLite
-# converter (the Transform graph's string ops cannot run in TFLite).
-KERAS_DIR = "Format-Keras"
-KERAS_FILE = "model.keras"
-EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one (its TTA)
+from modules import contract, preprocessing
 
 
-# Test-time augmentation (levels in modules.constants). Measured on the 16-epoch full-data model
+# The Trainer's Model artifact holds two exports side by side:
+#   <model_uri>/<contract.SERVING_MODEL_DIR>/  the SavedModel (TFX's own name for it: the Evaluator
+#                                              and the Pusher read it)
+#   <model_uri>/<contract.KERAS_MODEL_DIR>/    the bare Keras model and export.json, for the TFLite
+#                                              converter (the Transform graph's string ops cannot
+#                                              run in TFLite)
+# These functions are the one place that layout is spelled out.
+def serving_model_dir(model_uri: str) -> str:
+    """The SavedModel folder of a Model artifact."""
+    return os.path.join(model_uri, contract.SERVING_MODEL_DIR)
+
+
+def keras_model_dir(model_uri: str) -> str:
+    """The Keras model's folder of a Model artifact."""
+    return os.path.join(model_uri, contract.KERAS_MODEL_DIR)
+
+
+def model_uri_of_serving_dir(serving_dir: str) -> str:
+    """The Model artifact a SavedModel folder belongs to (TFX hands run_fn the folder only)."""
+    model_uri, name = os.path.split(serving_dir.rstrip("/"))
+    if name != contract.SERVING_MODEL_DIR:
+        raise ValueError(f"{serving_dir}: not a Model artifact's SavedModel folder (expected a "
+                         f"folder named {contract.SERVING_MODEL_DIR})")
+    return model_uri
+
+
+
+# Test-time augmentation (levels in modules.contract). Measured on the 16-epoch full-data model
 # (5,000 test images): none 88.94%, flip 89.74%, flip_translate 90.06%, for 1x, 2x and 6x the
 # compute per image.
 def check_test_time_augmentation(name: str) -> str:
-    if name not in constants.TEST_TIME_AUGMENTATIONS:
+    if name not in contract.TEST_TIME_AUGMENTATIONS:
         raise ValueError(f"Unknown test-time augmentation {name!r}; choose one of "
-                         f"{', '.join(constants.TEST_TIME_AUGMENTATIONS)}.")
+                         f"{', '.join(contract.TEST_TIME_AUGMENTATIONS)}.")
     return name
 
 
@@ -46,9 +68,9 @@ def tta_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
     in training), each with its mirror: half the weight stays on the unshifted pair.
     """
     check_test_time_augmentation(tta)
-    if tta == constants.TTA_NONE:
+    if tta == contract.TTA_NONE:
         return [(images, 1.0)]
-    if tta == constants.TTA_FLIP:
+    if tta == contract.TTA_FLIP:
         return [(images, 0.5), (_mirror(images), 0.5)]
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
     down_right, up_left = padded[:, :-2, :-2, :], padded[:, 2:, 2:, :]
@@ -73,111 +95,175 @@ def predict_probabilities(model, images: tf.Tensor, tta: str) -> tf.Tensor:
 
 
 def settings_test_time_augmentation(settings: dict) -> str:
-    """The level an export.json names; models exported before the levels existed say flip_averaging."""
+    """The level an export.json names (models exported before the levels say flip_averaging)."""
     if "test_time_augmentation" in settings:
         return check_test_time_augmentation(settings["test_time_augmentation"])
-    return constants.TTA_FLIP if settings.get("flip_averaging") else constants.TTA_NONE
+    return contract.TTA_FLIP if settings.get("flip_averaging") else contract.TTA_NONE
 
 
-def keras_model_path(model_artifact_uri: str) -> str:
-    return os.path.join(model_artifact_uri, KERAS_DIR, KERAS_FILE)
-
-
-def load_keras_model(model_artifact_uri: str):
+def load_keras_model(model_uri: str):
     """The bare Keras model and the export settings the SavedModel was made with."""
     import keras
 
-    path = keras_model_path(model_artifact_uri)
-    with tf.io.gfile.GFile(os.path.join(os.path.dirname(path), EXPORT_SETTINGS_FILE)) as f:
+    folder = keras_model_dir(model_uri)
+    with tf.io.gfile.GFile(os.path.join(folder, contract.EXPORT_SETTINGS_FILE)) as f:
         settings = json.load(f)
-    return keras.models.load_model(path, compile=False), settings  # inference only
+    model = keras.models.load_model(os.path.join(folder, contract.KERAS_MODEL_FILE),
+                                    compile=False)  # inference only
+    return model, settings
 
 
 class ServingModule(tf.Module):
-    """Holds the model and the Transform layer so tf.saved_model.save tracks both."""
+    """The three signatures over one preprocessing path (modules.preprocessing).
+
+    bytes -> decode_images, Examples -> their image bytes -> decode_images, pixels ->
+    check_pixels; then scale_pixels and the model. Every refusal is INVALID_ARGUMENT naming the
+    input; an empty batch gets empty outputs.
+    """
 
     def __init__(self, model, tf_transform_output, tta: str):
         super().__init__()
         self.model = model
-        self.tft_layer = tf_transform_output.transform_features_layer()
         # Batch jobs only need to send the image; other raw features are not model inputs.
-        self._raw_spec = {constants.IMAGE_KEY:
-                          tf_transform_output.raw_feature_spec()[constants.IMAGE_KEY]}
+        self._image_spec = tf_transform_output.raw_feature_spec()[contract.IMAGE_KEY]
         self._tta = check_test_time_augmentation(tta)
-        self._class_names = tf.constant(constants.CLASS_NAMES)
+        self._class_names = tf.constant(contract.CLASS_NAMES)
+        # Track the tf.Variables under the Keras 3 ones (as keras.export.ExportArchive does):
+        # without them the SavedModel's TF1-style restore (TF Serving's C++ loader, tfx_bsl's
+        # RunInference in the BulkInferrer) leaves every weight uninitialized ("Could not find
+        # variable ..."); TF2's tf.saved_model.load works either way.
+        self.tf_variables = [variable.value for variable in model.variables]
 
-    def _predict_from_raw(self, raw_features: dict) -> dict:
-        images = self.tft_layer(raw_features)[constants.TRANSFORMED_IMAGE_KEY]
-        probabilities = predict_probabilities(self.model, images, self._tta)
+    def _predict_from_pixels(self, pixels: tf.Tensor) -> dict:
+        """Checked uint8 [N, 32, 32, 3] -> the outputs; the model is not run on an empty batch
+        (its reflect padding refuses one)."""
+        images = preprocessing.scale_pixels(pixels)
+        probabilities = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(predict_probabilities(self.model, images, self._tta), tf.float32),
+            lambda: tf.zeros([0, contract.NUM_CLASSES], tf.float32))
+        probabilities = tf.ensure_shape(probabilities, [None, contract.NUM_CLASSES])
         class_ids = tf.argmax(probabilities, axis=-1)
         return {
-            constants.PROBABILITIES_OUTPUT: probabilities,
-            constants.CLASS_ID_OUTPUT: class_ids,
-            constants.CLASS_NAME_OUTPUT: tf.gather(self._class_names, class_ids),
+            contract.PROBABILITIES_OUTPUT: probabilities,
+            contract.CLASS_ID_OUTPUT: class_ids,
+            contract.CLASS_NAME_OUTPUT: tf.gather(self._class_names, class_ids),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_images(self, image_bytes):
-        return self._predict_from_raw({constants.IMAGE_KEY: image_bytes})
+    def _image_bytes_of_examples(self, examples: tf.Tensor) -> tf.Tensor:
+        """The `image` feature of each serialized tf.Example, or INVALID_ARGUMENT naming the
+        first one that is not a tf.Example with one image.
+
+        tf.io.parse_example fails on the whole batch with the raw bytes in its message (Python
+        cannot even decode it as text); parsing one by one with errors dropped tells which.
+        """
+        examples = preprocessing.check_vector(examples, contract.EXAMPLES_INPUT)
+        spec = {contract.IMAGE_KEY: self._image_spec}
+        count = tf.shape(examples, out_type=tf.int64)[0]
+        parsed = tf.data.Dataset.from_tensor_slices((tf.range(count), examples)).map(
+            lambda index, example: (index, tf.reshape(
+                tf.io.parse_single_example(example, spec)[contract.IMAGE_KEY], [])))
+        parsed = parsed.ignore_errors()
+        found, images = parsed.batch(1024).reduce(
+            (tf.zeros([0], tf.int64), tf.zeros([0], tf.string)),
+            lambda state, batch: (tf.concat([state[0], batch[0]], 0),
+                                  tf.concat([state[1], batch[1]], 0)))
+        missing = tf.sparse.to_dense(tf.sets.difference(tf.range(count)[None], found[None]))[0]
+        first = tf.concat([missing, [-1]], 0)[0]
+        check = tf.debugging.Assert(tf.equal(tf.size(found, out_type=tf.int64), count), [
+            tf.strings.format(contract.EXAMPLES_INPUT + "[{}]: not a serialized tf.Example "
+                              f"with one bytes feature {contract.IMAGE_KEY}", first)])
+        with tf.control_dependencies([check]):
+            return tf.identity(images)
 
     @tf.function(input_signature=[
-        tf.TensorSpec([None, *constants.IMAGE_SHAPE], tf.uint8, name="pixels")])
-    def serve_pixels(self, pixels):
-        # Encode to PNG and go through the one Transform graph: no second preprocessing path.
-        encoded = tf.map_fn(tf.io.encode_png, pixels,
-                            fn_output_signature=tf.TensorSpec([], tf.string))
-        return self._predict_from_raw({constants.IMAGE_KEY: encoded})
+        tf.TensorSpec([None], tf.string, name=contract.IMAGE_BYTES_INPUT)])
+    def serve_images(self, image_bytes):
+        return self._predict_from_pixels(
+            preprocessing.decode_images(image_bytes, contract.IMAGE_BYTES_INPUT))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, *contract.IMAGE_SHAPE], tf.uint8, name=contract.PIXELS_INPUT)])
+    def serve_pixels(self, pixels):
+        return self._predict_from_pixels(preprocessing.check_pixels(pixels, contract.PIXELS_INPUT))
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
     def serve_examples(self, examples):
-        return self._predict_from_raw(tf.io.parse_example(examples, self._raw_spec))
+        return self._predict_from_pixels(preprocessing.decode_images(
+            self._image_bytes_of_examples(examples), contract.EXAMPLES_INPUT))
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
+    def batch_examples(self, examples):
+        """serve_examples without class_names: what TFX's BulkInferrer can split per example."""
+        outputs = self.serve_examples(examples)
+        return {key: outputs[key]
+                for key in (contract.PROBABILITIES_OUTPUT, contract.CLASS_ID_OUTPUT)}
 
     def signatures(self) -> dict:
         return {
-            constants.SERVING_SIGNATURE: self.serve_images.get_concrete_function(),
-            constants.PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function(),
-            constants.EXAMPLES_SIGNATURE: self.serve_examples.get_concrete_function(),
+            contract.SERVING_SIGNATURE: self.serve_images.get_concrete_function(),
+            contract.PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function(),
+            contract.EXAMPLES_SIGNATURE: self.serve_examples.get_concrete_function(),
+            contract.BATCH_EXAMPLES_SIGNATURE: self.batch_examples.get_concrete_function(),
         }
 
 
+def check_transform_matches(tf_transform_output, sample_images: Sequence[bytes]) -> None:
+    """Refuses to export when the Transform graph no longer prepares images exactly as the
+    serving path does (e.g. preprocessing_fn gained an analyzer): training and serving would
+    then see different inputs."""
+    images = tf.constant(list(sample_images), tf.string)
+    transformed = tf_transform_output.transform_features_layer()(
+        {contract.IMAGE_KEY: images})[contract.TRANSFORMED_IMAGE_KEY]
+    served = preprocessing.scale_pixels(preprocessing.decode_images(images))
+    difference = float(tf.reduce_max(tf.abs(transformed - served))) if len(sample_images) else 0.
+    if difference > 1e-6:
+        raise ValueError(f"The Transform graph prepares images differently from the serving "
+                         f"path in modules.preprocessing (max difference {difference:g}); "
+                         f"keep preprocessing_fn = scale_pixels(decode_images(...)).")
+
+
 def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
-                          model_name: str = "cifar10") -> str:
-    """Writes TF Serving warmup records, one PredictRequest per signature, so the first call is fast."""
+                          model_name: str = contract.MODEL_NAME) -> str:
+    """Writes TF Serving warmup records, one PredictRequest per signature: a fast first call."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    path = os.path.join(export_dir, WARMUP_FILE)
+    path = os.path.join(export_dir, *contract.WARMUP_FILE.split("/"))
     tf.io.gfile.makedirs(os.path.dirname(path))
     images = list(sample_images)
-    pixels = tf.stack([tf.io.decode_png(b, channels=constants.IMAGE_CHANNELS) for b in images])
+    pixels = tf.stack([tf.io.decode_png(b, channels=contract.IMAGE_CHANNELS) for b in images])
     examples = [tf.train.Example(features=tf.train.Features(feature={
-        constants.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
+        contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
         .SerializeToString() for image in images]
     inputs_by_signature = {
-        constants.SERVING_SIGNATURE: {"image_bytes": tf.make_tensor_proto(images, tf.string)},
-        constants.PIXELS_SIGNATURE: {"pixels": tf.make_tensor_proto(pixels.numpy(), tf.uint8)},
-        constants.EXAMPLES_SIGNATURE: {"examples": tf.make_tensor_proto(examples, tf.string)},
+        contract.SERVING_SIGNATURE: tf.make_tensor_proto(images, tf.string),
+        contract.PIXELS_SIGNATURE: tf.make_tensor_proto(pixels.numpy(), tf.uint8),
+        contract.EXAMPLES_SIGNATURE: tf.make_tensor_proto(examples, tf.string),
     }
     with tf.io.TFRecordWriter(path) as writer:
-        for signature, inputs in inputs_by_signature.items():
+        for signature, proto in inputs_by_signature.items():
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            for key, proto in inputs.items():
-                request.inputs[key].CopyFrom(proto)
+            request.inputs[contract.SIGNATURE_INPUTS[signature]].CopyFrom(proto)
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path
 
 
-def export_serving_model(model, tf_transform_output, export_dir: str,
-                         sample_images: Sequence[bytes], tta: str = constants.TTA_NONE) -> None:
-    """Saves the model with its three signatures and the warmup records, and the Keras model beside."""
+def export_serving_model(model, tf_transform_output, model_uri: str,
+                         sample_images: Sequence[bytes], tta: str = contract.TTA_NONE) -> None:
+    """Writes both exports of a Model artifact: the SavedModel with its three signatures and
+    warmup records, and the Keras model with its export settings."""
+    check_transform_matches(tf_transform_output, sample_images)
+    export_dir = serving_model_dir(model_uri)
     module = ServingModule(model, tf_transform_output, tta)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     write_warmup_requests(export_dir, sample_images)
-    keras_path = keras_model_path(os.path.dirname(export_dir.rstrip("/")))
-    tf.io.gfile.makedirs(os.path.dirname(keras_path))
-    model.save(keras_path)
-    with tf.io.gfile.GFile(os.path.join(os.path.dirname(keras_path), EXPORT_SETTINGS_FILE),
-                           "w") as f:
+    keras_dir = keras_model_dir(model_uri)
+    tf.io.gfile.makedirs(keras_dir)
+    model.save(os.path.join(keras_dir, contract.KERAS_MODEL_FILE))
+    with tf.io.gfile.GFile(os.path.join(keras_dir, contract.EXPORT_SETTINGS_FILE), "w") as f:
         json.dump({"test_time_augmentation": tta}, f)

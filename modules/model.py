@@ -11,17 +11,18 @@ this project's 2-core CPU (benchmarks/RESULTS.md):
 - SGD with Nesterov momentum, warm-up then cosine decay, label smoothing, L2 on the weights and a
   larger step for the BatchNorm biases.
 
-Keras 3 (`import keras`) is the project's only Keras; `tf.keras` is never used, so the model does not
-depend on the TF_USE_LEGACY_KERAS switch that tensorflow-transform flips on import.
+Keras 3 (`import keras`) is the project's only Keras; `tf.keras` is never used, so the model does
+not depend on the TF_USE_LEGACY_KERAS switch that tensorflow-transform flips on import.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
 
-from modules import constants
+from modules import contract
 
 WHITENING_PATCH = 2
 WHITENING_EPSILON = 5e-4  # relative to the mean eigenvalue; damps the noisiest patch directions
@@ -69,9 +70,9 @@ def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
     before training.
     """
     hp = {**DEFAULT_HPARAMS, **(hparams or {})}
-    inputs = keras.Input(shape=constants.IMAGE_SHAPE, name=constants.TRANSFORMED_IMAGE_KEY)
+    inputs = keras.Input(shape=contract.IMAGE_SHAPE, name=contract.TRANSFORMED_IMAGE_KEY)
     whitening = keras.layers.Conv2D(
-        2 * WHITENING_PATCH ** 2 * constants.IMAGE_CHANNELS, WHITENING_PATCH, padding="valid",
+        2 * WHITENING_PATCH ** 2 * contract.IMAGE_CHANNELS, WHITENING_PATCH, padding="valid",
         name="whitening")
     whitening.trainable = False
     x = whitening(inputs)
@@ -80,17 +81,17 @@ def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
         x = _block(x, filters, f"block{index}")
     x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
     x = keras.layers.Dropout(float(hp["dropout"]), name="dropout")(x)
-    logits = keras.layers.Dense(constants.NUM_CLASSES, use_bias=False, name="logits")(x)
+    logits = keras.layers.Dense(contract.NUM_CLASSES, use_bias=False, name="logits")(x)
     # Max-pooled features are large; small logits keep the first steps from being confidently wrong.
     logits = keras.layers.Rescaling(LOGIT_SCALE, name="logit_scale")(logits)
-    outputs = keras.layers.Activation("softmax", name=constants.PROBABILITIES_OUTPUT)(logits)
+    outputs = keras.layers.Activation("softmax", name=contract.PROBABILITIES_OUTPUT)(logits)
     model = keras.Model(inputs, outputs, name="cifar10_cnn")
     _dirac_initialise(model)
     return model
 
 
 def _dirac_initialise(model: keras.Model) -> None:
-    """Makes the first min(in, out) filters of each 3x3 conv an identity, so signals pass at start."""
+    """Makes the first min(in, out) filters of each 3x3 conv an identity: signals pass at start."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("block"):
             kernel = np.asarray(layer.kernel)
@@ -104,20 +105,20 @@ def _dirac_initialise(model: keras.Model) -> None:
 def whitening_weights(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kernel and bias that map each 2x2x3 patch to decorrelated, unit-variance components (+/-)."""
     images = np.asarray(images, dtype=np.float64)
-    if images.ndim != 4 or images.shape[1:] != constants.IMAGE_SHAPE or len(images) < 2:
+    if images.ndim != 4 or images.shape[1:] != contract.IMAGE_SHAPE or len(images) < 2:
         raise ValueError(f"Whitening needs a batch of images shaped [N, "
-                         f"{', '.join(map(str, constants.IMAGE_SHAPE))}]; got {images.shape}.")
+                         f"{', '.join(map(str, contract.IMAGE_SHAPE))}]; got {images.shape}.")
     size = WHITENING_PATCH
-    patches = np.stack([images[:, i:i + constants.IMAGE_HEIGHT - size + 1,
-                               j:j + constants.IMAGE_WIDTH - size + 1, :]
+    patches = np.stack([images[:, i:i + contract.IMAGE_HEIGHT - size + 1,
+                               j:j + contract.IMAGE_WIDTH - size + 1, :]
                         for i in range(size) for j in range(size)], axis=3)
-    patches = patches.reshape(-1, size * size * constants.IMAGE_CHANNELS)  # (i, j, channel) order
+    patches = patches.reshape(-1, size * size * contract.IMAGE_CHANNELS)  # (i, j, channel) order
     mean = patches.mean(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh(np.cov(patches, rowvar=False))
     epsilon = WHITENING_EPSILON * eigenvalues.mean()
     filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + epsilon)  # [12, 12] columns
     filters = np.concatenate([filters, -filters], axis=1)  # [12, 24]
-    kernel = filters.reshape(size, size, constants.IMAGE_CHANNELS, -1)
+    kernel = filters.reshape(size, size, contract.IMAGE_CHANNELS, -1)
     bias = -mean @ filters
     return kernel.astype(np.float32), bias.astype(np.float32)
 
@@ -146,7 +147,7 @@ class WhitenedNetSGD(keras.optimizers.SGD):
         variables = (self._trainable_variables if trainable_variables is None
                      else trainable_variables)
         adjusted = []
-        for grad, variable in zip(grads, variables):
+        for grad, variable in zip(grads, variables, strict=False):
             if grad is not None:
                 if variable.path.endswith("beta"):
                     grad = grad * self.bias_gradient_scale

@@ -5,10 +5,15 @@ come from the Tuner, from an imported earlier search, or from modules.model.DEFA
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
-import math
 import os
+import platform
+import shutil
+import tempfile
+import time
 from typing import Any
 
 import keras
@@ -18,7 +23,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from modules import constants, data, export, model as model_lib
+from modules import contract, data, export
+from modules import model as model_lib
 
 log = logging.getLogger("cifar10_tfx.training")
 
@@ -39,17 +45,62 @@ def search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
 
 
 def _settings(custom_config: dict | None) -> dict[str, Any]:
-    defaults = {"epochs": 18, "batch_size": 256, "steps_per_epoch": None,
-                "test_time_augmentation": constants.TTA_NONE, "distribution_strategy": "default"}
+    defaults = {"epochs": contract.DEFAULT_EPOCHS, "batch_size": contract.DEFAULT_BATCH_SIZE,
+                "steps_per_epoch": None, "test_time_augmentation": contract.TTA_NONE,
+                "distribution_strategy": contract.STRATEGY_DEFAULT}
     return {**defaults, **(custom_config or {})}
 
 
-def _strategy(name: str) -> tf.distribute.Strategy:
-    if name == "mirrored":
+def _strategy(name: str, collective_timeout_s: float | None = None) -> tf.distribute.Strategy:
+    """The tf.distribute strategy; it must exist before any other TF op runs (collective ops are
+    configured at program start-up, so run_fn creates it first thing)."""
+    if name not in contract.DISTRIBUTION_STRATEGIES:
+        raise ValueError(f"Unknown distribution_strategy {name!r}; choose one of "
+                         f"{', '.join(contract.DISTRIBUTION_STRATEGIES)}.")
+    if name == contract.STRATEGY_MIRRORED:
         return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == contract.STRATEGY_MULTI_WORKER:
+        # A bounded wait per collective: a lost worker fails the step instead of hanging it.
+        timeout = collective_timeout_s or contract.DEFAULT_COLLECTIVE_TIMEOUT_S
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                timeout_seconds=float(timeout)))
     return tf.distribute.get_strategy()
+
+
+def _is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())  # noqa: SLF001 (no public accessor)
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Worker 0 (or the chief task) writes the real outputs; every other worker only scratch."""
+    if not _is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def _output_dirs(fn_args, chief: bool) -> tuple[str, str]:
+    """(model URI, model-run dir): the artifacts' own for the chief, a fresh temp dir otherwise.
+
+    Every worker must still save (saving a distributed model runs collectives), but the last
+    writer would otherwise win over the chief's export, TensorBoard logs and summary.
+    """
+    model_uri = export.model_uri_of_serving_dir(fn_args.serving_model_dir)
+    if chief:
+        return model_uri, fn_args.model_run_dir
+    scratch = tempfile.mkdtemp(prefix="cifar10-worker-")
+    return os.path.join(scratch, "model"), os.path.join(scratch, "model_run")
+
+
+def _sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """DATA auto-sharding: the ExampleGen writes one file per split, too few to shard by FILE."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _datasets(fn_args, batch_size: int):
@@ -68,10 +119,23 @@ def _whitening_sample(train: tf.data.Dataset) -> np.ndarray:
 
 
 def _new_model(hparams: dict[str, Any], whitening_images: np.ndarray, total_steps: int,
-               batch_size: int) -> keras.Model:
+               batch_size: int, synchronized_batchnorm: bool = False) -> keras.Model:
     model = model_lib.build_model(hparams)
+    if synchronized_batchnorm:
+        _synchronize_batchnorm(model, True)
     model_lib.fit_whitening(model, whitening_images)
     return model_lib.compile_model(model, hparams, total_steps, batch_size)
+
+
+def _synchronize_batchnorm(model: keras.Model, synchronized: bool) -> None:
+    """Batch statistics over the global batch (all workers), as SyncBatchNormalization did.
+
+    Without it each worker normalises, and updates its moving statistics, with its own shard, so
+    the workers' moving statistics drift apart and the chief exports only its own.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = synchronized
 
 
 def _steps_per_epoch(settings: dict, num_train: int) -> int:
@@ -116,40 +180,162 @@ def _hyperparameters(fn_args) -> dict[str, Any]:
     return {**model_lib.DEFAULT_HPARAMS, **found.values}
 
 
-def _sample_png_images(files, count: int) -> list[bytes]:
-    dataset = tf.data.TFRecordDataset(data.expand_patterns(files), compression_type="GZIP")
-    spec = {constants.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
-    return [tf.io.parse_single_example(r, spec)[constants.IMAGE_KEY].numpy()
-            for r in dataset.take(count)]
+# Keras 3's fit under MultiWorkerMirroredStrategy (keras-team/keras#20585, still in 3.6 and in
+# Keras' newest code): its symbolic build passes the first *per-replica* batch to strategy.reduce,
+# which cannot convert it; and its metric reduction calls strategy.reduce("MEAN", scalar, axis=0),
+# which fails on scalars. Both are patched on one model, for one fit, and only for multi-worker.
+
+
+def _local_batch(value, strategy: tf.distribute.Strategy):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return strategy.experimental_local_results(value)[0]
+    return value
+
+
+def _symbolic_build_on_local_batch(model: keras.Model, strategy: tf.distribute.Strategy):
+    """Model._maybe_symbolic_build, building from this worker's first batch: only shapes count."""
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, batches in iterator.enumerate_epoch():
+                data_batch = tf.nest.map_structure(lambda v: _local_batch(v, strategy),
+                                                   next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)  # noqa: SLF001 (Keras' own builder)
+
+    return maybe_symbolic_build
+
+
+def _mean_over_replicas(original):
+    """reduce_per_replica whose multi-worker mean averages across replicas only (axis=None)."""
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and _is_multi_worker(strategy):
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    return reduce_per_replica
+
+
+@contextlib.contextmanager
+def keras_multi_worker_fixes(model: keras.Model, strategy: tf.distribute.Strategy):
+    """Works around Keras' fit bugs under multi-worker training, for the duration of one fit."""
+    if not _is_multi_worker(strategy):
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer  # noqa: PLC0415
+
+    original = keras_tf_trainer.reduce_per_replica
+    keras_tf_trainer.reduce_per_replica = _mean_over_replicas(original)
+    model._maybe_symbolic_build = _symbolic_build_on_local_batch(model, strategy)  # noqa: SLF001
+    try:
+        yield
+    finally:
+        keras_tf_trainer.reduce_per_replica = original
+        del model._maybe_symbolic_build  # noqa: SLF001
+
+
+def _barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker got here: non-chief workers leave only after the chief's export
+    is written (TFX's executor checks the model folder on every worker)."""
+    if _is_multi_worker(strategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM,
+                        strategy.run(tf.function(lambda: tf.constant(1.0))), axis=None)
+
+
+# What a collective op raises when a peer died, timed out or the coordination service cut it off.
+_LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                       tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError)
+
+
+def weights_fingerprints(model: keras.Model) -> dict[str, str]:
+    """SHA-256 of the trainable and of the other (BatchNorm moving) weights: workers compare."""
+    def digest(variables) -> str:
+        sha = hashlib.sha256()
+        for variable in variables:
+            sha.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
+        return sha.hexdigest()
+
+    return {"trainable": digest(model.trainable_weights),
+            "non_trainable": digest(model.non_trainable_weights)}
+
+
+def _lost_worker_error(error: Exception, strategy: tf.distribute.Strategy) -> RuntimeError:
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return RuntimeError(
+        f"Multi-worker training failed: a worker of the cluster {json.dumps(cluster)} stopped "
+        f"answering or failed ({type(error).__name__}: {str(error).splitlines()[0][:300]}). "
+        f"Every worker must run the same Trainer step; see the other workers' logs.")
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Trains on `train`, validates on `eval` each epoch, exports the serving SavedModel."""
-    keras.utils.set_random_seed(SEED)
+    """Trains on `train`, validates on `eval` each epoch, exports the serving SavedModel.
+
+    Under `multi_worker` every worker of TF_CONFIG's cluster runs this; only the chief writes
+    the Model and ModelRun artifacts.
+    """
     settings = _settings(fn_args.custom_config)
+    strategy = _strategy(settings["distribution_strategy"], settings.get("collective_timeout_s"))
+    multi_worker = _is_multi_worker(strategy)
+    chief = _is_chief(strategy)
+    keras.utils.set_random_seed(SEED)
     batch_size = int(settings["batch_size"])
     hparams = _hyperparameters(fn_args)
     tf_transform_output, train, evaluation, num_train = _datasets(fn_args, batch_size)
     steps = _steps_per_epoch(settings, num_train)
     epochs = int(settings["epochs"])
-    log.info("Training on %d images, %d epochs of %d steps, hyperparameters %s",
-             num_train, epochs, steps, json.dumps(hparams, sort_keys=True))
+    model_uri, model_run_dir = _output_dirs(fn_args, chief)
+    log.info("Training on %d images, %d epochs of %d steps, hyperparameters %s, %d replica(s)%s",
+             num_train, epochs, steps, json.dumps(hparams, sort_keys=True),
+             strategy.num_replicas_in_sync, "" if chief else f"; scratch output {model_uri}")
+    started = time.monotonic()
+    try:
+        with strategy.scope():
+            model = _new_model(hparams, _whitening_sample(train), steps * epochs, batch_size,
+                               synchronized_batchnorm=multi_worker)
+        with strategy.scope(), keras_multi_worker_fixes(model, strategy):
+            model.fit(
+                _sharded(data.make_batches(train, batch_size, training=True, seed=SEED).repeat()),
+                validation_data=_sharded(
+                    data.make_batches(evaluation, batch_size, training=False)),
+                epochs=epochs,
+                steps_per_epoch=steps,
+                verbose=2,
+                callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir)],
+            )
+        _synchronize_batchnorm(model, False)  # the export is the same model as a 1-worker one's
+        fingerprints = weights_fingerprints(model)
+        log.info("Weights fingerprints (equal on every worker): %s", json.dumps(fingerprints))
+        export.export_serving_model(
+            model, tf_transform_output, model_uri,
+            data.encoded_images(fn_args.eval_files, WARMUP_IMAGES),
+            tta=settings["test_time_augmentation"])
+        summary = {"hyperparameters": hparams, "parameters": int(model.count_params()),
+                   "train_examples": num_train, "epochs": epochs, "steps_per_epoch": steps,
+                   "replicas": int(strategy.num_replicas_in_sync),
+                   "weights_fingerprints": fingerprints,
+                   contract.TRAIN_SECONDS_KEY: round(time.monotonic() - started, 1),
+                   contract.MACHINE_KEY: _machine()}
+        summary_path = os.path.join(model_run_dir, contract.TRAINING_SUMMARY_FILE)
+        tf.io.gfile.makedirs(model_run_dir)
+        with tf.io.gfile.GFile(summary_path, "w") as f:
+            f.write(json.dumps(summary, indent=2, sort_keys=True))
+        _barrier(strategy)
+    except _LOST_WORKER_ERRORS as error:
+        if multi_worker:
+            raise _lost_worker_error(error, strategy) from error
+        raise
+    finally:
+        if not chief:
+            shutil.rmtree(os.path.dirname(model_uri), ignore_errors=True)
 
-    with _strategy(settings["distribution_strategy"]).scope():
-        model = _new_model(hparams, _whitening_sample(train), steps * epochs, batch_size)
-    model.fit(
-        data.make_batches(train, batch_size, training=True, seed=SEED).repeat(),
-        validation_data=data.make_batches(evaluation, batch_size, training=False),
-        epochs=epochs,
-        steps_per_epoch=steps,
-        verbose=2,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
-    )
-    export.export_serving_model(
-        model, tf_transform_output, fn_args.serving_model_dir,
-        _sample_png_images(fn_args.eval_files, WARMUP_IMAGES),
-        tta=settings["test_time_augmentation"])
-    summary = {"hyperparameters": hparams, "parameters": int(model.count_params()),
-               "train_examples": num_train, "epochs": epochs, "steps_per_epoch": steps}
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
-        f.write(json.dumps(summary, indent=2, sort_keys=True))
+
+def _machine() -> dict[str, Any]:
+    """Where the model was trained, for its model card: figures depend on the hardware."""
+    return {"platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_cores": os.cpu_count(),
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+            "tensorflow": tf.__version__}

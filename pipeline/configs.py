@@ -1,7 +1,7 @@
 """Every knob of the pipeline, in one place, with defaults that work on a laptop.
 
-The runners (local_runner.py, kubeflow_runner.py) only translate flags into a PipelineConfig; the
-DAG itself is built from it by pipeline.pipeline.create_pipeline.
+The commands (cli/: `cifar10-tfx run`, `cifar10-tfx compile-kfp`) only translate flags into a
+PipelineConfig; the DAG itself is built from it by pipeline.pipeline.create_pipeline.
 """
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import dataclasses
 import glob
 import hashlib
 import os
-from typing import Optional
 
-from modules import constants
+from modules import contract, urls
 
-PIPELINE_NAME = "cifar10"
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_PATH = os.path.join(PROJECT_DIR, "pipeline", "schema", "schema.pbtxt")
 MODULES_DIR = os.path.join(PROJECT_DIR, "modules")
@@ -23,16 +21,18 @@ PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 TUNER_FN = "modules.training.tuner_fn"
 RUN_FN = "modules.training.run_fn"
 
-# Where the binary batches sit inside the data root, as the official archive unpacks.
-BATCHES_DIR = "cifar-10-batches-bin"
-TRAIN_PATTERN = f"{BATCHES_DIR}/data_batch_*.bin"
-TEST_PATTERN = f"{BATCHES_DIR}/test_batch.bin"
 
-TFLITE_MODES = ("int8", "float16", "dynamic", "none")
+class ConfigError(ValueError):
+    """A setting out of range; keeps the field and the value so that a CLI can name its flag."""
+
+    def __init__(self, setting: str, value: object, message: str):
+        super().__init__(message)
+        self.setting = setting
+        self.value = value
 
 
 def code_fingerprint() -> str:
-    """sha256 over modules/*.py and the schema: changes whenever model or preprocessing code does."""
+    """sha256 over modules/*.py and the schema: changes whenever model or preprocessing does."""
     digest = hashlib.sha256()
     for path in sorted(glob.glob(os.path.join(MODULES_DIR, "*.py"))) + [SCHEMA_PATH]:
         digest.update(os.path.basename(path).encode())
@@ -45,14 +45,14 @@ def code_fingerprint() -> str:
 class PipelineConfig:
     """All settings of one pipeline; every field has a working default."""
 
-    pipeline_name: str = PIPELINE_NAME
+    pipeline_name: str = contract.PIPELINE_NAME
     # Folder holding `cifar-10-batches-bin/` (what the official archive unpacks to).
-    data_root: str = os.path.expanduser("~/.cache/cifar10")
+    data_root: str = os.path.expanduser(contract.DEFAULT_DATA_DIR)
     output_dir: str = os.path.join(PROJECT_DIR, "outputs")
-    pipeline_root: Optional[str] = None  # default: <output_dir>/pipeline_root
-    metadata_path: Optional[str] = None  # default: <output_dir>/metadata.sqlite
-    serving_dir: Optional[str] = None  # default: <output_dir>/serving_model (TF Serving base path)
-    tflite_dir: Optional[str] = None  # default: <output_dir>/tflite_model
+    pipeline_root: str | None = None  # default: <output_dir>/pipeline_root
+    metadata_path: str | None = None  # default: <output_dir>/metadata.sqlite
+    serving_dir: str | None = None  # default: <output_dir>/serving_model (TF Serving base path)
+    tflite_dir: str | None = None  # default: <output_dir>/tflite_model
     # The curated schema as the components see it (inside a container image it lives elsewhere).
     schema_path: str = SCHEMA_PATH
 
@@ -66,15 +66,15 @@ class PipelineConfig:
     enable_tuning: bool = False
     tuner_trials: int = 6
     tuner_epochs: int = 3
-    hyperparameters_dir: Optional[str] = None  # a Tuner output folder (best_hyperparameters.txt)
+    hyperparameters_dir: str | None = None  # a Tuner output folder (best_hyperparameters.txt)
 
     # Trainer.
-    epochs: int = 18  # ~2 to 2.5 min each on 2 CPU cores for the default network
-    batch_size: int = 256
-    steps_per_epoch: Optional[int] = None  # None: one pass over `train`
-    distribution_strategy: str = "default"  # default | mirrored | multi_worker
-    # Views of each image the exported model averages: none | flip | flip_translate (see constants).
-    test_time_augmentation: str = constants.TTA_FLIP_TRANSLATE
+    epochs: int = contract.DEFAULT_EPOCHS
+    batch_size: int = contract.DEFAULT_BATCH_SIZE
+    steps_per_epoch: int | None = None  # None: one pass over `train`
+    distribution_strategy: str = contract.STRATEGY_DEFAULT  # one of DISTRIBUTION_STRATEGIES
+    # Views of each image the exported model averages: none | flip | flip_translate (contract).
+    test_time_augmentation: str = contract.TTA_FLIP_TRANSLATE
 
     # Evaluator: blessing needs this test accuracy, and no regression against the last blessed.
     accuracy_threshold: float = 0.80
@@ -82,10 +82,10 @@ class PipelineConfig:
 
     # TFLite converter.
     enable_tflite: bool = True
-    tflite_mode: str = "int8"
+    tflite_mode: str = contract.TFLITE_MODES[0]  # int8
     tflite_calibration_samples: int = 500
     tflite_max_accuracy_drop: float = 0.01
-    tflite_verify_samples: Optional[int] = None  # None: the whole test split
+    tflite_verify_samples: int | None = None  # None: the whole test split
 
     # Beam: DirectRunner in multi-processing mode by default; any runner through beam_args.
     beam_workers: int = 0  # 0: one per CPU core
@@ -93,48 +93,227 @@ class PipelineConfig:
 
     enable_cache: bool = True
 
+    # Batch inference (off when unset): classify the images of this folder (local or gs://) with
+    # the blessed model through TFX's BulkInferrer; other sizes are refused unless predict_resize.
+    predict_dir: str | None = None
+    predict_resize: bool = False
+
     def __post_init__(self) -> None:
-        self.pipeline_root = self.pipeline_root or os.path.join(self.output_dir, "pipeline_root")
-        self.metadata_path = self.metadata_path or os.path.join(self.output_dir, "metadata.sqlite")
-        self.serving_dir = self.serving_dir or os.path.join(self.output_dir, "serving_model")
-        self.tflite_dir = self.tflite_dir or os.path.join(self.output_dir, "tflite_model")
+        self.pipeline_root = self.pipeline_root or os.path.join(self.output_dir,
+                                                                contract.PIPELINE_ROOT_DIR)
+        self.metadata_path = self.metadata_path or os.path.join(self.output_dir,
+                                                                contract.METADATA_FILE)
+        self.serving_dir = self.serving_dir or os.path.join(self.output_dir,
+                                                            contract.SERVING_BASE_DIR)
+        self.tflite_dir = self.tflite_dir or os.path.join(self.output_dir,
+                                                          contract.TFLITE_BASE_DIR)
         self.validate()
 
     def validate(self) -> None:
         """Fails early, naming the setting, instead of deep inside a component."""
+        modes, strategies = contract.TFLITE_MODES, contract.DISTRIBUTION_STRATEGIES
+        augmentations = contract.TEST_TIME_AUGMENTATIONS
         checks = [
-            (0.0 < self.eval_fraction < 1.0, "eval_fraction must be between 0 and 1"),
-            (0.0 <= self.label_drift_threshold <= 1.0,
+            ("eval_fraction", 0.0 < self.eval_fraction < 1.0,
+             "eval_fraction must be between 0 and 1"),
+            ("label_drift_threshold", 0.0 <= self.label_drift_threshold <= 1.0,
              "label_drift_threshold must be within [0, 1] (0 switches it off)"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.tuner_trials >= 1, "tuner_trials must be at least 1"),
-            (self.tuner_epochs >= 1, "tuner_epochs must be at least 1"),
-            (0.0 <= self.accuracy_threshold <= 1.0, "accuracy_threshold must be within [0, 1]"),
-            (self.max_accuracy_regression >= 0.0, "max_accuracy_regression must be >= 0"),
-            (self.tflite_mode in TFLITE_MODES,
-             f"tflite_mode must be one of {', '.join(TFLITE_MODES)}, not {self.tflite_mode!r}"),
-            (self.tflite_calibration_samples >= 1, "tflite_calibration_samples must be >= 1"),
+            ("epochs", self.epochs >= 1, "epochs must be at least 1"),
+            ("batch_size", self.batch_size >= 1, "batch_size must be at least 1"),
+            ("tuner_trials", self.tuner_trials >= 1, "tuner_trials must be at least 1"),
+            ("tuner_epochs", self.tuner_epochs >= 1, "tuner_epochs must be at least 1"),
+            ("accuracy_threshold", 0.0 <= self.accuracy_threshold <= 1.0,
+             "accuracy_threshold must be within [0, 1]"),
+            ("max_accuracy_regression", self.max_accuracy_regression >= 0.0,
+             "max_accuracy_regression must be >= 0"),
+            ("tflite_mode", self.tflite_mode in modes,
+             f"tflite_mode must be one of {', '.join(modes)}, not {self.tflite_mode!r}"),
+            ("tflite_calibration_samples", self.tflite_calibration_samples >= 1,
+             "tflite_calibration_samples must be >= 1"),
             # Negative values demand the quantized model beat the float one (used by tests).
-            (-1.0 <= self.tflite_max_accuracy_drop <= 1.0,
+            ("tflite_max_accuracy_drop", -1.0 <= self.tflite_max_accuracy_drop <= 1.0,
              "tflite_max_accuracy_drop must be within [-1, 1] (a fraction: 0.01 is one point)"),
-            (self.distribution_strategy in ("default", "mirrored", "multi_worker"),
-             "distribution_strategy must be default, mirrored or multi_worker"),
-            (self.test_time_augmentation in constants.TEST_TIME_AUGMENTATIONS,
-             f"test_time_augmentation must be one of "
-             f"{', '.join(constants.TEST_TIME_AUGMENTATIONS)}, not {self.test_time_augmentation!r}"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+            ("distribution_strategy", self.distribution_strategy in strategies,
+             f"distribution_strategy must be {', '.join(strategies[:-1])} or {strategies[-1]}"),
+            ("test_time_augmentation", self.test_time_augmentation in augmentations,
+             f"test_time_augmentation must be one of {', '.join(augmentations)}, "
+             f"not {self.test_time_augmentation!r}"),
+            ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              "steps_per_epoch must be at least 1"),
+            # A negative count used to fail deep inside Beam ("list index out of range").
+            ("beam_workers", self.beam_workers >= 0,
+             "beam_workers must be >= 0 (0: one per CPU core, 1: in-process)"),
+            # A missing folder used to stop the run with an empty error from the Importer.
+            ("hyperparameters_dir", _is_folder_or_remote(self.hyperparameters_dir),
+             "hyperparameters_dir is not a folder (a Tuner output holding "
+             "best_hyperparameters.txt)"),
+            ("predict_dir", _is_folder_or_remote(self.predict_dir),
+             "predict_dir is not a folder (of PNG/JPEG/WebP images to classify)"),
         ]
-        for ok, message in checks:
+        for setting, ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(setting, getattr(self, setting), message)
+        self._validate_paths()
+        self._validate_batch_size()
+
+    def _validate_paths(self, writable: bool = False) -> None:
+        """Output folders usable before anything runs (issues #16 and #20). Whether this
+        machine may write there matters only for a local run (`writable`): a compiler or a
+        container builds configs whose folders live elsewhere."""
+        for setting in OUTPUT_PATH_SETTINGS:
+            path = getattr(self, setting)
+            if not isinstance(path, str) or urls.is_url(path):
+                continue  # a bucket or a runtime placeholder: checked where it is written
+            if any(char in path for char in GLOB_CHARACTERS):
+                raise ConfigError(setting, path, f"{setting} holds a glob character (*, ? or "
+                                  "[), which Beam's file sinks read as a pattern; choose a "
+                                  "folder name without them")
+            problem = unusable_folder(path, writable)
+            if problem:
+                raise ConfigError(setting, path, f"{setting} {problem}")
+        if self.enable_tflite and push_folders_overlap(self.serving_dir, self.tflite_dir):
+            raise ConfigError("tflite_dir", self.tflite_dir,
+                              "tflite_dir must be neither serving_dir nor inside it (nor hold "
+                              "it): a .tflite-only version folder in the TF Serving base path "
+                              "would make TF Serving fail to load it")
+
+    def _validate_batch_size(self) -> None:
+        """A batch larger than `train` used to fail only inside the Trainer, after Transform."""
+        records = train_records(self.data_root, self.eval_fraction)
+        if records is not None and self.batch_size > records:
+            raise ConfigError("batch_size", self.batch_size,
+                              f"batch_size is larger than the {records:,} training records in "
+                              f"{self.data_root} (after the eval fraction "
+                              f"{self.eval_fraction:g} is held out)")
+
+    def validate_local_run(self) -> None:
+        """What only a run on this machine needs (the compiler checks nothing here exists)."""
+        if urls.is_url(self.output_dir):
+            raise ConfigError("output_dir", self.output_dir,
+                              "output_dir must be a local folder for a local run (it holds "
+                              "the ML Metadata SQLite file and the Beam outputs); push to a "
+                              "bucket with --serving-dir/--tflite-dir instead")
+        self._validate_paths(writable=True)
+        for setting in ("serving_dir", "tflite_dir"):
+            path = getattr(self, setting)
+            if urls.is_url(path) and not filesystem_available(path):
+                raise ConfigError(setting, path, f"no filesystem for {urls.scheme(path)}:// "
+                                  "is installed here (TensorFlow knows "
+                                  f"{', '.join(_gfile_schemes())}; s3:// needs "
+                                  "tensorflow-io or s3fs), so nothing could be pushed there")
 
     def default_beam_args(self) -> list[str]:
         """DirectRunner with one worker process per core unless beam_args choose otherwise."""
         if self.beam_args:
             return list(self.beam_args)
+        # The dependencies flag: no tfx sdist built in $TMPDIR per Beam stage (contract).
         if self.beam_workers == 1:  # small data: worker start-up would cost more than it saves
-            return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+            return ["--direct_running_mode=in_memory", "--direct_num_workers=1",
+                    contract.DIRECT_RUNNER_DEPENDENCIES_ARG]
         return ["--direct_running_mode=multi_processing",
-                f"--direct_num_workers={self.beam_workers}"]
+                f"--direct_num_workers={self.beam_workers}",
+                contract.DIRECT_RUNNER_DEPENDENCIES_ARG]
+
+
+# Issues #16 and #20: output locations, checked before any component runs.
+OUTPUT_PATH_SETTINGS = ("output_dir", "pipeline_root", "serving_dir", "tflite_dir")
+GLOB_CHARACTERS = "*?["  # what Beam's FileSystems.match expands
+
+
+def unusable_folder(path: str, writable: bool = True) -> str | None:
+    """Why a local folder cannot be created (or, with `writable`, written to); None if it can."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+    if not os.path.isdir(probe):
+        where = "is" if probe == os.path.abspath(path) else f"is inside {probe}, which is"
+        return f"{where} an existing file, not a folder"
+    if writable and not os.access(probe, os.W_OK | os.X_OK):
+        where = "is" if probe == os.path.abspath(path) else f"would be created in {probe}, which is"
+        return f"{where} not writable"
+    return None
+
+
+def push_folders_overlap(first: str | None, second: str | None) -> bool:
+    """True when two push base paths are the same folder, or one holds the other."""
+    if not isinstance(first, str) or not isinstance(second, str) or not first or not second:
+        return False  # unset, or a runtime parameter only the orchestrator resolves
+
+    def normal(path: str) -> str:
+        path = path if urls.is_url(path) else os.path.realpath(path)
+        return path.rstrip("/") + "/"
+
+    a, b = normal(first), normal(second)
+    return a.startswith(b) or b.startswith(a)
+
+
+def train_records(data_root: str | None, eval_fraction: float) -> int | None:
+    """Records the `train` split will hold, from the .bin file sizes (None: data not here)."""
+    if not isinstance(data_root, str) or not data_root or urls.is_url(data_root):
+        return None
+    folder = os.path.join(data_root, contract.BATCHES_DIR)
+    files = [os.path.join(folder, name) for name in contract.TRAIN_BATCH_FILES]
+    if not all(os.path.isfile(f) for f in files):
+        return None
+    # The same slice as the ExampleGen: the first round(n * (1 - eval_fraction)) of each file.
+    return sum(int(round(os.path.getsize(f) // contract.RECORD_BYTES * (1.0 - eval_fraction)))
+               for f in files)
+
+
+def _gfile_schemes() -> list[str]:
+    import tensorflow as tf
+
+    return [f"{scheme}://" for scheme in tf.io.gfile.get_registered_schemes() if scheme]
+
+
+def filesystem_available(url: str) -> bool:
+    """Whether serving.model_base could write there: a TensorFlow or an fsspec filesystem."""
+    scheme = urls.scheme(url)
+    if f"{scheme}://" in _gfile_schemes():
+        return True
+    try:
+        import fsspec
+
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def metadata_problem(path: str | None) -> str | None:
+    """Why an existing ML Metadata SQLite file cannot be used (it is read, never written)."""
+    if not path or urls.is_url(path) or not os.path.exists(path):
+        return None
+    import sqlite3
+    import urllib.parse
+
+    try:
+        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True)
+        try:
+            row = connection.execute("PRAGMA quick_check").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error):  # a run is writing it: the run lock reports that
+            return None
+        row = (str(error),)
+    except sqlite3.Error as error:
+        row = (str(error),)
+    if row and row[0] == "ok":
+        return None
+    return (f"{path} is not a usable ML Metadata database ({row[0] if row else 'empty'}): move "
+            "it away to start a new store (the cache and run history start over), or use "
+            "another --output-dir")
+
+
+def _is_folder_or_remote(path: object) -> bool:
+    """Unset, a folder here, or a URL (gs://...) or runtime parameter this machine cannot check."""
+    if path is None:
+        return True
+    if not isinstance(path, str) or "://" in path:
+        return True
+    return os.path.isdir(path)

@@ -6,8 +6,6 @@ Transform -> [Tuner] -> Trainer -> Evaluator (vs. latest blessed) -> [TFLiteConv
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -15,8 +13,8 @@ from tfx import v1 as tfx
 from components.cifar10_example_gen import Cifar10ExampleGen
 from components.serving_pusher import ServingPusher
 from components.strict_example_validator import StrictExampleValidator
-from modules import constants
-from pipeline import configs
+from modules import contract
+from pipeline import baselines, configs
 
 
 class _LatestOrNoneStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
@@ -57,9 +55,9 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
     per_class = [tfma.MetricConfig(class_name=name, config='{"top_k": 1}')
                  for name in ("Precision", "Recall", "F1Score")]
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=constants.EXAMPLES_SIGNATURE,
-                                    label_key=constants.LABEL_KEY,
-                                    prediction_key=constants.PROBABILITIES_OUTPUT)],
+        model_specs=[tfma.ModelSpec(signature_name=contract.EXAMPLES_SIGNATURE,
+                                    label_key=contract.LABEL_KEY,
+                                    prediction_key=contract.PROBABILITIES_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[
             tfma.MetricsSpec(metrics=[
@@ -70,16 +68,21 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
             ]),
             tfma.MetricsSpec(
                 binarize=tfma.BinarizationOptions(class_ids={"values": list(
-                    range(constants.NUM_CLASSES))}),
+                    range(contract.NUM_CLASSES))}),
                 metrics=per_class),
         ])
 
 
 def create_pipeline(
     config: configs.PipelineConfig,
-    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    target: str | None = None,
 ) -> tfx.dsl.Pipeline:
-    """The whole DAG; feature flags in `config` switch tuning and TFLite conversion on or off."""
+    """The whole DAG; feature flags in `config` switch tuning and TFLite conversion on or off.
+
+    `target` (contract.COMPILE_TARGETS) finds baselines without resolvers: pipeline.baselines.
+    """
+    baselines.check_target(target)
     example_gen = Cifar10ExampleGen(input_base=config.data_root,
                                     eval_fraction=config.eval_fraction)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
@@ -87,16 +90,17 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                   schema=schema_gen.outputs["schema"])
     # The newest statistics from before this run's StatisticsGen: the previous run's data.
-    previous_statistics = tfx.dsl.Resolver(
+    previous_statistics = baselines.previous_statistics(config) if target else tfx.dsl.Resolver(
         strategy_class=(_LatestOrNoneStrategy if metadata_connection_config is not None
                         else tfx.dsl.experimental.LatestArtifactStrategy),
         statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
-    ).with_id("previous_statistics_resolver")
+    ).with_id(contract.PREVIOUS_STATISTICS_RESOLVER_NODE)
     example_validator = StrictExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         baseline_statistics=previous_statistics.outputs["statistics"],
-        label_drift_threshold=config.label_drift_threshold).with_id("ExampleValidator")
+        label_drift_threshold=config.label_drift_threshold,
+    ).with_id(contract.EXAMPLE_VALIDATOR_NODE)
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -111,6 +115,9 @@ def create_pipeline(
 
     components = [example_gen, previous_statistics, statistics_gen, schema_gen, example_validator,
                   transform]
+    if target:
+        components.append(baselines.record_statistics(
+            config, statistics_gen.outputs["statistics"], example_validator))
 
     hyperparameters = None
     if config.enable_tuning:
@@ -118,8 +125,8 @@ def create_pipeline(
             tuner_fn=configs.TUNER_FN,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
-            train_args=tfx.proto.TrainArgs(splits=[constants.TRAIN_SPLIT]),
-            eval_args=tfx.proto.EvalArgs(splits=[constants.EVAL_SPLIT]),
+            train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL_SPLIT]),
             custom_config={**trainer_custom_config(config), "epochs": config.tuner_epochs,
                            "max_trials": config.tuner_trials})
         hyperparameters = tuner.outputs["best_hyperparameters"]
@@ -128,7 +135,7 @@ def create_pipeline(
         importer = tfx.dsl.Importer(
             source_uri=config.hyperparameters_dir,
             artifact_type=tfx.types.standard_artifacts.HyperParameters).with_id(
-                "hyperparameters_importer")
+                contract.HYPERPARAMETERS_IMPORTER_NODE)
         hyperparameters = importer.outputs["result"]
         components.append(importer)
 
@@ -137,22 +144,22 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         hyperparameters=hyperparameters,
-        train_args=tfx.proto.TrainArgs(splits=[constants.TRAIN_SPLIT]),
-        eval_args=tfx.proto.EvalArgs(splits=[constants.EVAL_SPLIT]),
+        train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL_SPLIT]),
         custom_config=trainer_custom_config(config))
 
-    model_resolver = tfx.dsl.Resolver(
+    model_resolver = baselines.served_model_baseline(config) if target else tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id(contract.LATEST_BLESSED_MODEL_RESOLVER_NODE)
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = baselines.evaluator_class(target)(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
-        example_splits=[constants.TEST_SPLIT])
+        example_splits=[contract.TEST_SPLIT]).with_id(contract.EVALUATOR_NODE)
     components += [trainer, model_resolver, evaluator]
 
     tflite_model = None
@@ -175,8 +182,22 @@ def create_pipeline(
         model_blessing=evaluator.outputs["blessing"],
         tflite_model=tflite_model,
         serving_dir=config.serving_dir,
-        tflite_dir=config.tflite_dir if config.enable_tflite else None).with_id("Pusher")
+        tflite_dir=config.tflite_dir if config.enable_tflite else None,
+        # The model card of each pushed version is written from these (reports.model_card).
+        evaluation=evaluator.outputs["evaluation"],
+        statistics=statistics_gen.outputs["statistics"],
+        model_run=trainer.outputs["model_run"],
+        hyperparameters=hyperparameters,
+        hyperparameters_source=("tuner" if config.enable_tuning else
+                                "imported" if config.hyperparameters_dir else "defaults"),
+    ).with_id(contract.PUSHER_NODE)
     components.append(pusher)
+    if config.predict_dir:  # --predict-dir: BulkInferrer on a folder of images, gated by blessing
+        from pipeline.batch_inference import batch_inference_components  # noqa: PLC0415
+
+        components += batch_inference_components(
+            config.predict_dir, trainer.outputs["model"], evaluator.outputs["blessing"],
+            resize=config.predict_resize)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

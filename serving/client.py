@@ -1,9 +1,10 @@
 """Client for the CIFAR-10 model behind TF Serving, over REST or gRPC.
 
-The model (see `modules.constants`) has three signatures that all return `probabilities`
+The model (see `modules.contract`) has three signatures that all return `probabilities`
 float32 [N, 10], `class_ids` int64 [N] and `class_names` string [N]:
 
 * `serving_default`  -- `image_bytes`: string [N], PNG or JPEG bytes of 32x32 RGB images
+  (the model refuses other sizes itself, with INVALID_ARGUMENT naming the image)
 * `serving_pixels`   -- `pixels`: uint8 [N, 32, 32, 3]
 * `serving_examples` -- `examples`: string [N], serialized tf.Example
 
@@ -26,33 +27,35 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any
 
 import numpy as np
 
-from modules import constants
+from modules import contract, urls
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-ACCEPTED_FORMATS = ("PNG", "JPEG")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+ACCEPTED_FORMATS = ("PNG", "JPEG")  # sent as they are: what the model decodes
+CONVERTED_FORMATS = ("WEBP",)  # read by Pillow and re-encoded as PNG (losslessly) before sending
+#: Largest image `resize=True` decodes: a small file can declare billions of pixels.
+MAX_DECODED_PIXELS = 40_000_000
+#: Largest file read: a 32x32 image is a few KiB, a large photo to resize a few MiB.
+MAX_FILE_BYTES = 64 << 20
 
 #: Input tensor name of each known signature.
-SIGNATURE_INPUTS = {
-    constants.SERVING_SIGNATURE: "image_bytes",
-    constants.PIXELS_SIGNATURE: "pixels",
-    constants.EXAMPLES_SIGNATURE: "examples",
-}
+SIGNATURE_INPUTS = contract.SIGNATURE_INPUTS
 
 #: HTTP statuses worth retrying: the server (or a proxy in front of it) is temporarily unable.
 RETRYABLE_HTTP_STATUSES = frozenset({502, 503, 504})
 #: gRPC status code names worth retrying.
 RETRYABLE_GRPC_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
-Source = Union[str, int, None]
-Images = Union[Sequence[bytes], np.ndarray]
+Source = str | int | None
+Images = Sequence[bytes] | np.ndarray
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,7 +82,7 @@ class ImageError(InputError):
 class ServerError(ServingError):
     """The server answered with an error; `status` is the HTTP status or gRPC code name."""
 
-    def __init__(self, status: Union[int, str], message: str, url: str = ""):
+    def __init__(self, status: int | str, message: str, url: str = ""):
         self.status = status
         self.message = message
         self.url = url
@@ -126,40 +129,62 @@ class Prediction:
 def check_image(data: bytes, source: Source = None, resize: bool = False) -> bytes:
     """Returns image bytes that the model accepts, or raises `ImageError` naming `source`.
 
-    A 32x32 RGB PNG or JPEG comes back unchanged. With `resize=True`, any image Pillow can read
-    (other size, mode or format) is converted to RGB, resized to 32x32 and re-encoded as PNG.
+    A 32x32 RGB PNG or JPEG comes back unchanged; a 32x32 RGB WebP comes back as PNG. With
+    `resize=True`, any image Pillow can read (other size, mode or format) is converted to RGB,
+    resized to 32x32 and re-encoded as PNG. The size an image declares is checked before it is
+    decoded, so a decompression bomb is refused without allocating its pixels.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, bytes | bytearray):
         raise ImageError(source, f"expected encoded image bytes, got {type(data).__name__}")
     if not data:
         raise ImageError(source, "file is empty")
+    expected = f"a {contract.IMAGE_WIDTH}x{contract.IMAGE_HEIGHT} RGB PNG or JPEG"
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()  # decode fully: catches truncated files, not only bad headers
+        with warnings.catch_warnings():
+            # Pillow warns from 89M declared pixels: the size checks below refuse far less.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
             fmt, mode, size = img.format, img.mode, img.size
-            if fmt in ACCEPTED_FORMATS and mode == "RGB" and size == (
-                    constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT):
+            right_size = size == (contract.IMAGE_WIDTH, contract.IMAGE_HEIGHT)
+            if not right_size and not resize:  # refused from the header: nothing decoded
+                raise ImageError(
+                    source, f"expected {expected}, got a {size[0]}x{size[1]} {mode} {fmt}; use "
+                    "resize=True (--resize) to convert it")
+            if size[0] * size[1] > MAX_DECODED_PIXELS:
+                raise ImageError(
+                    source, f"declares {size[0]}x{size[1]} pixels, more than the "
+                    f"{MAX_DECODED_PIXELS:,} this client decodes (a decompression bomb?)")
+            img.load()  # decode fully: catches truncated files, not only bad headers
+            if right_size and mode == "RGB" and fmt in ACCEPTED_FORMATS:
                 return bytes(data)
+            if right_size and mode == "RGB" and fmt in CONVERTED_FORMATS:
+                return _png(img)
             if not resize:
                 raise ImageError(
-                    source,
-                    f"expected a {constants.IMAGE_WIDTH}x{constants.IMAGE_HEIGHT} RGB PNG or JPEG, "
-                    f"got a {size[0]}x{size[1]} {mode} {fmt}; use resize=True (--resize) to "
-                    "convert it")
-            converted = img.convert("RGB").resize(
-                (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT), Image.BILINEAR)
-            out = io.BytesIO()
-            converted.save(out, format="PNG")
-            return out.getvalue()
+                    source, f"expected {expected}, got a {size[0]}x{size[1]} {mode} {fmt}; use "
+                    "resize=True (--resize) to convert it")
+            return _png(img.convert("RGB").resize(
+                (contract.IMAGE_WIDTH, contract.IMAGE_HEIGHT), Image.BILINEAR))
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(source, f"refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageError(source,
-                         "not an image Pillow can read (corrupt, or not PNG/JPEG)") from None
+        raise ImageError(source, "not an image Pillow can read (corrupt, or not an image)") \
+            from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(source, f"image cannot be decoded ({exc})") from None
+
+
+def _png(img) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
 
 
 def check_pixels(pixels: Any) -> np.ndarray:
@@ -167,9 +192,9 @@ def check_pixels(pixels: Any) -> np.ndarray:
     arr = np.asarray(pixels)
     if arr.dtype != np.uint8:
         raise InputError(f"pixels must be uint8, got {arr.dtype}")
-    if arr.shape == constants.IMAGE_SHAPE:
+    if arr.shape == contract.IMAGE_SHAPE:
         arr = arr[np.newaxis]
-    if arr.ndim != 4 or arr.shape[1:] != constants.IMAGE_SHAPE:
+    if arr.ndim != 4 or arr.shape[1:] != contract.IMAGE_SHAPE:
         raise InputError(f"pixels must have shape [N, 32, 32, 3], got {list(arr.shape)}")
     return arr
 
@@ -183,26 +208,91 @@ def decode_to_pixels(images: Sequence[bytes]) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             arrays.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
     if not arrays:
-        return np.zeros((0,) + constants.IMAGE_SHAPE, np.uint8)
+        return np.zeros((0,) + contract.IMAGE_SHAPE, np.uint8)
     return np.stack(arrays)
 
 
-def expand_paths(paths: Iterable[Union[str, os.PathLike]]) -> list:
-    """Files stay as given; a folder becomes its .png/.jpg/.jpeg files, sorted by name."""
-    files = []
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file given or found in a folder that was not sent, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class PathPredictions(list):
+    """The predictions of `predict_paths`, with `skipped`: the files not sent and why."""
+
+    def __init__(self, predictions: Iterable[Prediction] = (),
+                 skipped: Iterable[SkippedFile] = ()):
+        super().__init__(predictions)
+        self.skipped = list(skipped)
+
+
+def _folder_entry_problem(path: Path) -> str | None:
+    """Why a folder entry is not sent, or None for an image file (a link to one included)."""
+    if path.is_symlink() and not path.exists():
+        return "broken symbolic link"
+    if path.is_dir():
+        return "a folder (folders are not searched recursively)"
+    if not path.is_file():
+        return "not a regular file"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"not an image file (accepted: {', '.join(IMAGE_EXTENSIONS)})"
+    return None
+
+
+def collect_paths(paths: Iterable[str | os.PathLike]) -> tuple[list, list]:
+    """(files to send, `SkippedFile`s): files stay as given, a folder becomes its image files
+    (sorted by name, links to files followed) and every other entry is listed with the reason.
+
+    A path that does not exist raises `ImageError`; so does a folder with no image file.
+    """
+    files, skipped = [], []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = sorted(c for c in path.iterdir()
-                           if c.is_file() and c.suffix.lower() in IMAGE_EXTENSIONS)
+            found = []
+            for child in sorted(path.iterdir()):
+                problem = _folder_entry_problem(child)
+                if problem is None:
+                    found.append(str(child))
+                else:
+                    skipped.append(SkippedFile(str(child), problem))
             if not found:
                 raise InputError(f"{path}: folder has no {'/'.join(IMAGE_EXTENSIONS)} files")
-            files.extend(str(c) for c in found)
+            files.extend(found)
         elif path.is_file():
             files.append(str(path))
+        elif os.path.lexists(path):
+            raise ImageError(str(path), "broken symbolic link" if path.is_symlink()
+                             else "not a regular file")
         else:
             raise ImageError(str(path), "no such file or folder")
+    return files, skipped
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list:
+    """The files `collect_paths` finds; each skipped folder entry is logged as a warning."""
+    files, skipped = collect_paths(paths)
+    for entry in skipped:
+        logger.warning("skipped %s", entry)
     return files
+
+
+def read_image_file(path: str) -> bytes:
+    """The file's bytes, or `ImageError` naming it (unreadable, or far too large)."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ImageError(path, f"file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} "
+                                   "this client reads")
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(path, f"cannot read ({exc.strerror or exc})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,11 +300,11 @@ def expand_paths(paths: Iterable[Union[str, os.PathLike]]) -> list:
 # --------------------------------------------------------------------------------------------
 def input_key_for(signature: str) -> str:
     """Input tensor name of a signature (unknown signatures are assumed to take image bytes)."""
-    return SIGNATURE_INPUTS.get(signature, SIGNATURE_INPUTS[constants.SERVING_SIGNATURE])
+    return SIGNATURE_INPUTS.get(signature, SIGNATURE_INPUTS[contract.SERVING_SIGNATURE])
 
 
-def rest_predict_url(base_url: str, model_name: str = "cifar10", version: int | None = None,
-                     label: str | None = None) -> str:
+def rest_predict_url(base_url: str, model_name: str = contract.MODEL_NAME,
+                     version: int | None = None, label: str | None = None) -> str:
     """`<base>/v1/models/<name>[/versions/N | /labels/L]:predict`."""
     if version is not None and label is not None:
         raise ValueError("give a version or a label, not both")
@@ -239,7 +329,7 @@ def _json_values(images: Images) -> list:
     return [{"b64": base64.b64encode(bytes(b)).decode("ascii")} for b in images]
 
 
-def build_rest_payload(images: Images, signature: str = constants.SERVING_SIGNATURE,
+def build_rest_payload(images: Images, signature: str = contract.SERVING_SIGNATURE,
                        columnar: bool = False, input_key: str | None = None) -> dict:
     """The JSON body of a TF Serving REST predict call.
 
@@ -256,8 +346,8 @@ def build_rest_payload(images: Images, signature: str = constants.SERVING_SIGNAT
     return payload
 
 
-def build_grpc_request(images: Images, model_name: str = "cifar10",
-                       signature: str = constants.SERVING_SIGNATURE, version: int | None = None,
+def build_grpc_request(images: Images, model_name: str = contract.MODEL_NAME,
+                       signature: str = contract.SERVING_SIGNATURE, version: int | None = None,
                        label: str | None = None, input_key: str | None = None):
     """A `predict_pb2.PredictRequest` for `images` (see `build_rest_payload`)."""
     if version is not None and label is not None:
@@ -292,13 +382,13 @@ def _decode_json_string(value: Any) -> str:
 def _predictions_from_columns(probabilities: Any, class_ids: Any, class_names: Any,
                               sources: Sequence[Source] | None) -> list:
     probs = np.asarray(probabilities, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != constants.NUM_CLASSES:
-        raise ServingError(f"expected probabilities of shape [N, {constants.NUM_CLASSES}], "
+    if probs.ndim != 2 or probs.shape[1] != contract.NUM_CLASSES:
+        raise ServingError(f"expected probabilities of shape [N, {contract.NUM_CLASSES}], "
                            f"got {list(probs.shape)}")
     n = probs.shape[0]
     ids = np.argmax(probs, axis=1) if class_ids is None else np.asarray(class_ids).reshape(-1)
     if class_names is None:
-        names = [constants.CLASS_NAMES[int(i)] for i in ids]
+        names = [contract.CLASS_NAMES[int(i)] for i in ids]
     else:
         names = [_decode_json_string(v) for v in np.asarray(class_names, dtype=object).reshape(-1)]
     if len(ids) != n or len(names) != n:
@@ -319,9 +409,9 @@ def parse_rest_response(body: dict, sources: Sequence[Source] | None = None) -> 
         raise ServingError(f"unexpected response: {str(body)[:200]}")
     if "error" in body:
         raise ServingError(f"server error: {body['error']}")
-    prob_key = constants.PROBABILITIES_OUTPUT
-    id_key = constants.CLASS_ID_OUTPUT
-    name_key = constants.CLASS_NAME_OUTPUT
+    prob_key = contract.PROBABILITIES_OUTPUT
+    id_key = contract.CLASS_ID_OUTPUT
+    name_key = contract.CLASS_NAME_OUTPUT
     if "predictions" in body:
         rows = body["predictions"]
         if rows and not isinstance(rows[0], dict):  # single-output model: values only
@@ -333,7 +423,7 @@ def parse_rest_response(body: dict, sources: Sequence[Source] | None = None) -> 
         ids = [r[id_key] for r in rows] if rows and id_key in rows[0] else None
         names = [r[name_key] for r in rows] if rows and name_key in rows[0] else None
         if not rows:
-            probs = np.zeros((0, constants.NUM_CLASSES))
+            probs = np.zeros((0, contract.NUM_CLASSES))
         return _predictions_from_columns(probs, ids, names, sources)
     if "outputs" in body:
         outputs = body["outputs"]
@@ -351,14 +441,14 @@ def parse_grpc_response(response, sources: Sequence[Source] | None = None) -> li
     import tensorflow as tf
 
     outputs = response.outputs
-    prob_key = constants.PROBABILITIES_OUTPUT
+    prob_key = contract.PROBABILITIES_OUTPUT
     if prob_key not in outputs:
         raise ServingError(f"response has no '{prob_key}' output: {sorted(outputs.keys())}")
     probs = tf.make_ndarray(outputs[prob_key])
-    ids = (tf.make_ndarray(outputs[constants.CLASS_ID_OUTPUT])
-           if constants.CLASS_ID_OUTPUT in outputs else None)
-    names = (tf.make_ndarray(outputs[constants.CLASS_NAME_OUTPUT])
-             if constants.CLASS_NAME_OUTPUT in outputs else None)
+    ids = (tf.make_ndarray(outputs[contract.CLASS_ID_OUTPUT])
+           if contract.CLASS_ID_OUTPUT in outputs else None)
+    names = (tf.make_ndarray(outputs[contract.CLASS_NAME_OUTPUT])
+             if contract.CLASS_NAME_OUTPUT in outputs else None)
     return _predictions_from_columns(probs, ids, names, sources)
 
 
@@ -391,8 +481,8 @@ class ServingClient:
     MAX_BACKOFF_S = 5.0
 
     def __init__(self, rest_url: str | None = None, grpc_target: str | None = None,
-                 model_name: str = "cifar10", version: int | None = None,
-                 label: str | None = None, signature: str = constants.SERVING_SIGNATURE,
+                 model_name: str = contract.MODEL_NAME, version: int | None = None,
+                 label: str | None = None, signature: str = contract.SERVING_SIGNATURE,
                  timeout: float = 10.0, retries: int = 3, batch_size: int = 64,
                  columnar: bool = False, backoff: float = 0.2):
         if (rest_url is None) == (grpc_target is None):
@@ -430,7 +520,7 @@ class ServingClient:
             self._channel = None
             self._stub = None
 
-    def __enter__(self) -> "ServingClient":
+    def __enter__(self) -> ServingClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -456,33 +546,49 @@ class ServingClient:
             sources = list(range(len(images)))
         if len(sources) != len(images):
             raise InputError(f"{len(images)} images but {len(sources)} sources")
-        checked = [check_image(data, src, resize=resize) for data, src in zip(images, sources)]
+        checked = [check_image(data, src, resize=resize)
+                   for data, src in zip(images, sources, strict=True)]
         signature = signature or self.signature
-        if signature == constants.PIXELS_SIGNATURE:
+        if signature == contract.PIXELS_SIGNATURE:
             return self._predict(decode_to_pixels(checked), sources, signature)
-        if signature == constants.EXAMPLES_SIGNATURE:
+        if signature == contract.EXAMPLES_SIGNATURE:
             raise InputError("signature 'serving_examples' takes serialized tf.Examples; "
                              "use predict_examples")
         return self._predict(checked, sources, signature)
 
-    def predict_paths(self, paths: Iterable[Union[str, os.PathLike]], resize: bool = False,
-                      signature: str | None = None) -> list:
-        """Predicts image files; a folder stands for its .png/.jpg/.jpeg files."""
-        if isinstance(paths, (str, os.PathLike)):
+    def predict_paths(self, paths: Iterable[str | os.PathLike], resize: bool = False,
+                      signature: str | None = None) -> PathPredictions:
+        """Predicts image files; a folder stands for its .png/.jpg/.jpeg/.webp files.
+
+        Files that cannot be sent (other files in a folder, unreadable or wrong images) are
+        skipped: each is logged as a warning and listed in the result's `skipped` with the
+        reason, and the rest are still answered. When no file can be sent, the one file's
+        `ImageError` is raised, or an `InputError` listing them all.
+        """
+        if isinstance(paths, str | os.PathLike):
             paths = [paths]
-        files = expand_paths(paths)
+        files, skipped = collect_paths(paths)
         if not files:
             raise InputError("no image files given")
-        images = []
+        images, sources = [], []
         for f in files:
             try:
-                images.append(Path(f).read_bytes())
-            except OSError as exc:
-                raise ImageError(f, f"cannot read ({exc.strerror or exc})") from None
-        return self.predict_images(images, sources=files, resize=resize, signature=signature)
+                images.append(check_image(read_image_file(f), f, resize=resize))
+                sources.append(f)
+            except ImageError as exc:
+                skipped.append(SkippedFile(f, exc.reason))
+                if len(files) == 1:
+                    raise
+        for entry in skipped:
+            logger.warning("skipped %s", entry)
+        if not images:
+            raise InputError("no image could be sent: " + "; ".join(map(str, skipped)))
+        return PathPredictions(
+            self.predict_images(images, sources=sources, resize=resize, signature=signature),
+            skipped)
 
     def predict_pixels(self, pixels: Any, sources: Sequence[Source] | None = None,
-                       signature: str = constants.PIXELS_SIGNATURE) -> list:
+                       signature: str = contract.PIXELS_SIGNATURE) -> list:
         """Predicts uint8 images [N, 32, 32, 3] through the `serving_pixels` signature."""
         arr = check_pixels(pixels)
         if sources is None:
@@ -493,7 +599,7 @@ class ServingClient:
 
     def predict_examples(self, examples: Sequence[bytes],
                          sources: Sequence[Source] | None = None,
-                         signature: str = constants.EXAMPLES_SIGNATURE) -> list:
+                         signature: str = contract.EXAMPLES_SIGNATURE) -> list:
         """Predicts serialized tf.Examples through the `serving_examples` signature."""
         examples = [bytes(e) for e in examples]
         if sources is None:
@@ -546,26 +652,28 @@ class ServingClient:
         if self._session is None:
             self._session = requests.Session()
         url = self.predict_url
+        shown = urls.redact(url)  # what messages and logs say: never user:password@
         payload = build_rest_payload(batch, signature, columnar=self.columnar)
 
         def call():
             try:
                 resp = self._session.post(url, json=payload, timeout=self.timeout)
             except requests.exceptions.Timeout as exc:
-                raise _Retryable(f"no answer within {self.timeout:g}s ({exc})", timeout=True)
+                raise _Retryable(f"no answer within {self.timeout:g}s ({exc})",
+                                 timeout=True) from None
             except requests.exceptions.ConnectionError as exc:
-                raise _Retryable(f"cannot connect ({_connection_reason(exc)})")
+                raise _Retryable(f"cannot connect ({_connection_reason(exc)})") from None
             if resp.status_code in RETRYABLE_HTTP_STATUSES:
                 raise _Retryable(f"HTTP {resp.status_code}: {_rest_error_text(resp)}")
             if resp.status_code >= 400:
-                raise ServerError(resp.status_code, _rest_error_text(resp), url)
+                raise ServerError(resp.status_code, _rest_error_text(resp), shown)
             try:
                 return resp.json()
             except ValueError:
-                raise ServingError(f"{url} answered {resp.status_code} with a body that is not "
+                raise ServingError(f"{shown} answered {resp.status_code} with a body that is not "
                                    f"JSON: {resp.text[:200]!r}") from None
 
-        body = self._with_retries(call, f"POST {url}")
+        body = self._with_retries(call, f"POST {shown}")
         return parse_rest_response(body, sources)
 
     # -- gRPC --------------------------------------------------------------------------------
@@ -594,7 +702,8 @@ class ServingClient:
                 name = code.name if code is not None else "UNKNOWN"
                 details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
                 if name in RETRYABLE_GRPC_CODES:
-                    raise _Retryable(f"{name}: {details}", timeout=name == "DEADLINE_EXCEEDED")
+                    raise _Retryable(f"{name}: {details}",
+                                     timeout=name == "DEADLINE_EXCEEDED") from None
                 raise ServerError(name, details, self.grpc_target) from None
 
         response = self._with_retries(call, f"gRPC Predict to {self.grpc_target}")

@@ -1,172 +1,84 @@
 """Copies one pushed model version into a local TF Serving model base path, atomically.
 
     python -m serving.download_model gs://bucket/serving_model/cifar10 /srv/models/cifar10
-    python -m serving.download_model /pipelines/cifar10/serving_model ./models/cifar10 --version 1732270000
+    python -m serving.download_model /pipelines/cifar10/serving_model ./models/cifar10 \
+        --version 1732270000
 
 The source is a model base path as the pipeline's Pusher writes it: integer version folders,
-each a SavedModel. Paths go through `tf.io.gfile` (local, gs://, hdfs://, and s3:// where
-tensorflow-io is installed); a scheme TensorFlow has no filesystem for, such as s3:// in a plain
-install, goes through fsspec instead (`pip install s3fs` for s3://; credentials as boto reads them).
+each a SavedModel. Paths go through serving.model_base: `tf.io.gfile` (gs://, hdfs://, and s3://
+where tensorflow-io is installed), or fsspec for a scheme TensorFlow has no filesystem for, such
+as s3:// in a plain install (`pip install s3fs` for s3://; credentials as boto reads them).
 Folders whose name is not an integer, and version folders without saved_model.pb, are ignored.
 
-The version is copied into `<dest_base>/.tmp-<version>-<random>` (TF Serving ignores folders
-whose name is not an integer), loaded with `tf.saved_model.load` and checked for the
-`serving_default` signature, and only then renamed to `<dest_base>/<version>` with `os.replace`,
-so a server polling `dest_base` never sees a half-copied version.
+The version is copied into `<dest_base>/.incoming-<version>-<random>` (TF Serving ignores folders
+whose name is not an integer), checked, and only then renamed to `<dest_base>/<version>`, so a
+server polling `dest_base` never sees a half-copied version.
+
+The check never runs the model (loading a SavedModel runs its resource initialisers, code from
+the very model being checked): `saved_model.pb` is parsed as a proto, and its 'serve' MetaGraph
+must hold every signature of modules.contract with its input and outputs.
+
+Nothing outside `dest_base` is written: a source entry that is a symbolic link is refused with a
+one-line error (links are never followed, so a link loop or a link to a secret cannot be copied),
+and so is an entry whose name is absolute or has a `..` part (an object key can).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import uuid
 
-from modules import constants
-
-SAVED_MODEL_FILE = "saved_model.pb"
+from modules import contract
+from serving import model_base
 
 
 class ModelDownloadError(Exception):
-    """No usable version, a missing version, a refused overwrite, or a model that fails checks."""
+    """No usable version, a missing version, a refused overwrite, an unsafe entry, or a model that
+    fails checks."""
 
 
-class _GfileStore:
-    """TensorFlow's filesystems: local paths, gs://, hdfs://, ram://, s3:// with tensorflow-io."""
-
-    def __init__(self):
-        import tensorflow as tf
-
-        self._gfile = tf.io.gfile
-
-    def isdir(self, path: str) -> bool:
-        return self._gfile.isdir(path)
-
-    def listdir(self, path: str) -> list:
-        return [entry.rstrip("/") for entry in self._gfile.listdir(path)]
-
-    def exists(self, path: str) -> bool:
-        return self._gfile.exists(path)
-
-    def entries(self, root: str):
-        """(path, path relative to root, is a folder) of everything under root."""
-        root = root.rstrip("/")
-        for dirpath, _, filenames in self._gfile.walk(root):
-            rel_dir = dirpath.rstrip("/")[len(root):].strip("/")
-            if rel_dir:
-                yield dirpath, rel_dir, True
-            for name in filenames:
-                yield _join(dirpath, name), "/".join(p for p in (rel_dir, name) if p), False
-
-    def size(self, path: str) -> int:
-        return self._gfile.stat(path).length
-
-    def copy_to_local(self, path: str, local: str) -> None:
-        self._gfile.copy(path, local, overwrite=True)
-
-
-class _FsspecStore:
-    """fsspec's filesystems (s3:// through s3fs, memory://, ...) for schemes TensorFlow lacks."""
-
-    def __init__(self, url: str):
-        try:
-            import fsspec
-
-            self._fs = fsspec.filesystem(url.split("://", 1)[0])
-        except (ImportError, ValueError) as exc:
-            scheme = url.split("://", 1)[0]
-            hint = " (pip install s3fs, or tensorflow-io)" if scheme.startswith("s3") else ""
-            raise ModelDownloadError(
-                f"{url}: no filesystem for '{scheme}://' in TensorFlow or fsspec{hint}: "
-                f"{exc}") from exc
-
-    def isdir(self, path: str) -> bool:
-        return self._fs.isdir(path)
-
-    def listdir(self, path: str) -> list:
-        return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self._fs.ls(path, detail=False)]
-
-    def exists(self, path: str) -> bool:
-        return self._fs.exists(path)
-
-    def entries(self, root: str):
-        stripped = self._fs._strip_protocol(root).rstrip("/")
-        found = self._fs.find(root, withdirs=True, detail=True)
-        for path in sorted(found):
-            yield path, path[len(stripped):].strip("/"), found[path]["type"] == "directory"
-
-    def size(self, path: str) -> int:
-        return int(self._fs.size(path))
-
-    def copy_to_local(self, path: str, local: str) -> None:
-        self._fs.get_file(path, local)
-
-
-def _store(url: str):
-    """The filesystem for `url`: TensorFlow's where it has one for the scheme, else fsspec's."""
-    import tensorflow as tf
-
-    store = _GfileStore()
-    if "://" not in url:
-        return store
-    try:
-        store.exists(url)
-    except tf.errors.UnimplementedError:  # "File system scheme 's3' not implemented"
-        return _FsspecStore(url)
-    return store
-
-
-def _join(base: str, *parts: str) -> str:
-    """Joins with "/" for local paths and URLs alike (gfile listings may end names with "/")."""
-    return "/".join([base.rstrip("/") or "/"] + [p.strip("/") for p in parts])
-
-
-def list_versions(source_base: str, store=None) -> list:
+def list_versions(source_base: str, fs: model_base.Filesystem | None = None) -> list[int]:
     """Sorted integer versions under `source_base` that hold a saved_model.pb."""
-    store = store or _store(source_base)
-    if not store.isdir(source_base):
+    try:
+        fs = fs or model_base.filesystem_for(source_base)
+    except model_base.ModelBaseError as exc:
+        raise ModelDownloadError(str(exc)) from exc
+    if not fs.isdir(source_base):
         raise ModelDownloadError(f"{source_base}: not found or not a folder")
-    versions = []
-    for name in store.listdir(source_base):
-        if name.isdigit() and store.exists(_join(source_base, name, SAVED_MODEL_FILE)):
-            versions.append(int(name))
-    return sorted(versions)
-
-
-def _copy_tree(store, src: str, dst: str) -> list:
-    """Copies every file under `src` into the local folder `dst`; returns (relpath, size)."""
-    copied = []
-    os.makedirs(dst, exist_ok=True)
-    for remote, relative, is_dir in store.entries(src):
-        local = os.path.join(dst, *relative.split("/"))
-        if is_dir:
-            os.makedirs(local, exist_ok=True)
-            continue
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        store.copy_to_local(remote, local)
-        expected = store.size(remote)
-        actual = os.path.getsize(local)
-        if actual != expected:
-            raise ModelDownloadError(f"incomplete copy of {remote}: {actual} of {expected} bytes")
-        copied.append((os.path.join(*relative.split("/")), actual))
-    if not copied:
-        raise ModelDownloadError(f"{src}: no files to copy")
-    return copied
+    return model_base.list_versions(source_base, fs, containing=contract.SAVED_MODEL_FILE)
 
 
 def check_saved_model(path: str) -> None:
-    """Raises ModelDownloadError unless `path` loads and has the serving_default signature."""
-    import tensorflow as tf
+    """Raises ModelDownloadError unless `path`'s saved_model.pb, read as a proto and never run,
+    has a 'serve' MetaGraph with every signature of modules.contract, its input and outputs."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
 
+    proto_path = os.path.join(path, contract.SAVED_MODEL_FILE)
+    saved_model = saved_model_pb2.SavedModel()
     try:
-        loaded = tf.saved_model.load(path)
-    except Exception as exc:  # noqa: BLE001 - TF raises many types for a bad SavedModel
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelDownloadError(f"SavedModel does not load: {first_line}") from exc
-    signatures = sorted(loaded.signatures.keys())
-    if constants.SERVING_SIGNATURE not in signatures:
-        raise ModelDownloadError(
-            f"SavedModel has no '{constants.SERVING_SIGNATURE}' signature (has {signatures})")
+        with open(proto_path, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    except (OSError, DecodeError) as exc:
+        raise ModelDownloadError(f"SavedModel does not load: {contract.SAVED_MODEL_FILE} is not "
+                                 f"a SavedModel proto ({exc})") from exc
+    graphs = [graph for graph in saved_model.meta_graphs
+              if contract.SERVING_TAG in graph.meta_info_def.tags]
+    if not graphs:
+        raise ModelDownloadError(f"SavedModel does not load: no MetaGraph tagged "
+                                 f"'{contract.SERVING_TAG}' (the one TF Serving loads)")
+    signatures = graphs[0].signature_def
+    for name, input_name in contract.SIGNATURE_INPUTS.items():
+        if name not in signatures:
+            raise ModelDownloadError(
+                f"SavedModel has no '{name}' signature (has {sorted(signatures)})")
+        inputs, outputs = set(signatures[name].inputs), set(signatures[name].outputs)
+        missing = set(contract.SIGNATURE_OUTPUTS) - outputs
+        if inputs != {input_name} or missing:
+            raise ModelDownloadError(
+                f"SavedModel signature '{name}' takes {sorted(inputs)} and returns "
+                f"{sorted(outputs)}; expected ['{input_name}'] and "
+                f"{sorted(contract.SIGNATURE_OUTPUTS)}")
 
 
 def download_model(source_base: str, dest_base: str, version: int | None = None,
@@ -174,17 +86,20 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
     """Copies the highest (or the given) version of `source_base` to `<dest_base>/<version>`.
 
     Returns the final local path. Raises ModelDownloadError when no version is found, the given
-    version is missing, `<dest_base>/<version>` exists and `force` is False, or the copy does
-    not load as a SavedModel with `serving_default`; in every error case nothing is left in
-    `dest_base`.
+    version is missing, `<dest_base>/<version>` exists and `force` is False, an entry is a symbolic
+    link or would land outside `dest_base`, or the copy is not a SavedModel with the contract's
+    signatures; in every error case nothing is left in `dest_base`.
     """
     source_base = str(source_base)
     dest_base = str(dest_base)
-    store = _store(source_base)  # one filesystem (and one scheme probe) for listing and copying
-    versions = list_versions(source_base, store)
+    try:
+        source_fs = model_base.filesystem_for(source_base)  # one scheme probe for all of it
+    except model_base.ModelBaseError as exc:
+        raise ModelDownloadError(str(exc)) from exc
+    versions = list_versions(source_base, source_fs)
     if not versions:
         raise ModelDownloadError(
-            f"{source_base}: no model versions (integer folders with {SAVED_MODEL_FILE})")
+            f"{source_base}: no model versions (integer folders with {contract.SAVED_MODEL_FILE})")
     if version is None:
         version = versions[-1]
     else:
@@ -195,31 +110,15 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
                 + ", ".join(str(v) for v in versions))
 
     final = os.path.join(dest_base, str(version))
-    if os.path.exists(final) and not force:
+    if os.path.lexists(final) and not force:
         raise ModelDownloadError(f"{final} already exists; use --force to replace it")
-
-    os.makedirs(dest_base, exist_ok=True)
-    tmp = os.path.join(dest_base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        _copy_tree(store, _join(source_base, str(version)), tmp)
-        check_saved_model(tmp)
-        if os.path.exists(final):
-            # os.replace cannot replace a non-empty folder: move the old one aside first. The
-            # version is missing for an instant, which TF Serving may notice on its next poll.
-            old = os.path.join(dest_base, f".old-{version}-{uuid.uuid4().hex[:8]}")
-            os.replace(final, old)
-            try:
-                os.replace(tmp, final)
-            except BaseException:
-                os.replace(old, final)  # put the previous copy back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        return model_base.publish_version(
+            source_fs.join(source_base, str(version)), dest_base, version,
+            check=check_saved_model, replace=force, source_fs=source_fs,
+            base_fs=model_base.LocalFilesystem())
+    except model_base.ModelBaseError as exc:
+        raise ModelDownloadError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,6 @@
 """Cifar10ExampleGen: a FileBasedExampleGen over the binary batches, with a fixed eval slice."""
 from __future__ import annotations
 
-from typing import Optional
-
 from tfx import types
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_component, executor_spec
@@ -11,8 +9,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
 from components.cifar10_example_gen import executor
-from modules import constants
-from pipeline import configs
+from modules import contract
 
 
 class Cifar10ExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
@@ -33,13 +30,13 @@ class Cifar10ExampleGen(FileBasedExampleGen):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, input_base: str, eval_fraction: float = 0.1,
-                 train_pattern: Optional[str] = None, test_pattern: Optional[str] = None):
-        train_pattern = train_pattern or configs.TRAIN_PATTERN
+                 train_pattern: str | None = None, test_pattern: str | None = None):
+        train_pattern = train_pattern or contract.TRAIN_PATTERN
         input_config = example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name=constants.TRAIN_SPLIT, pattern=train_pattern),
-            example_gen_pb2.Input.Split(name=constants.EVAL_SPLIT, pattern=train_pattern),
-            example_gen_pb2.Input.Split(name=constants.TEST_SPLIT,
-                                        pattern=test_pattern or configs.TEST_PATTERN),
+            example_gen_pb2.Input.Split(name=contract.TRAIN_SPLIT, pattern=train_pattern),
+            example_gen_pb2.Input.Split(name=contract.EVAL_SPLIT, pattern=train_pattern),
+            example_gen_pb2.Input.Split(name=contract.TEST_SPLIT,
+                                        pattern=test_pattern or contract.TEST_PATTERN),
         ])
         spec = Cifar10ExampleGenSpec(
             input_base=input_base,

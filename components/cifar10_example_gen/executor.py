@@ -1,17 +1,17 @@
 """Beam executor: CIFAR-10 binary batch files -> tf.Examples, split into train / eval / test.
 
-Each example holds the image as PNG bytes (lossless, about 2.3 KB instead of 12 KB of floats, and the
-very encoding serving clients send, so training and serving decode images with the same op), its
-height/width/channels (so the schema can reject a wrong-sized image) and the int64 label.
+Each example holds the image as PNG bytes (lossless, about 2.3 KB instead of 12 KB of floats, and
+the very encoding serving clients send, so training and serving decode images with the same op),
+its height/width/channels (so the schema can reject a wrong-sized image) and the int64 label.
 `eval` is a fixed slice of every training batch file (its last `eval_fraction` of records):
 deterministic, so tuning scores and caches stay comparable between runs.
 """
 from __future__ import annotations
 
 import io
-import json
 import os
-from typing import Any, Dict, Iterator, List, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
@@ -20,20 +20,20 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
-from modules import cifar10_binary, constants
+from modules import cifar10_binary, contract
 
 EVAL_FRACTION_KEY = "eval_fraction"
 # Which slice (fraction of records, start inclusive, end exclusive) of each file a split takes.
-Slice = Tuple[float, float]
+Slice = tuple[float, float]
 
 
-def split_slices(eval_fraction: float) -> Dict[str, Slice]:
+def split_slices(eval_fraction: float) -> dict[str, Slice]:
     cut = 1.0 - eval_fraction
-    return {constants.TRAIN_SPLIT: (0.0, cut), constants.EVAL_SPLIT: (cut, 1.0),
-            constants.TEST_SPLIT: (0.0, 1.0)}
+    return {contract.TRAIN_SPLIT: (0.0, cut), contract.EVAL_SPLIT: (cut, 1.0),
+            contract.TEST_SPLIT: (0.0, 1.0)}
 
 
-def slice_bounds(count: int, fraction: Slice) -> Tuple[int, int]:
+def slice_bounds(count: int, fraction: Slice) -> tuple[int, int]:
     """Record indices [start, end) of a file of `count` records that a fraction range covers."""
     return int(round(count * fraction[0])), int(round(count * fraction[1]))
 
@@ -47,12 +47,12 @@ def to_example(label: int, image) -> bytes:
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
     example = tf.train.Example(features=tf.train.Features(feature={
-        constants.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+        contract.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[buffer.getvalue()])),
-        constants.HEIGHT_KEY: int_feature(height),
-        constants.WIDTH_KEY: int_feature(width),
-        constants.CHANNELS_KEY: int_feature(channels),
-        constants.LABEL_KEY: int_feature(label),
+        contract.HEIGHT_KEY: int_feature(height),
+        contract.WIDTH_KEY: int_feature(width),
+        contract.CHANNELS_KEY: int_feature(channels),
+        contract.LABEL_KEY: int_feature(label),
     }))
     return example.SerializeToString(deterministic=True)
 
@@ -65,7 +65,7 @@ def read_slice(path: str, fraction: Slice) -> Iterator[bytes]:
             yield to_example(record.label, record.image)
 
 
-def matching_files(input_base: str, pattern: str) -> List[str]:
+def matching_files(input_base: str, pattern: str) -> list[str]:
     """Files of a split, each checked for whole records before any Beam work starts."""
     files = sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
     if not files:
@@ -78,7 +78,7 @@ def matching_files(input_base: str, pattern: str) -> List[str]:
     return files
 
 
-def split_record_count(files: List[str], fraction: Slice) -> int:
+def split_record_count(files: list[str], fraction: Slice) -> int:
     """How many records a split takes from its (already structure-checked) files."""
     total = 0
     for path in files:
@@ -90,7 +90,7 @@ def split_record_count(files: List[str], fraction: Slice) -> int:
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(bytes)
-def _FilesToExamples(pipeline: beam.Pipeline, files: List[str], fraction: Slice):
+def _FilesToExamples(pipeline: beam.Pipeline, files: list[str], fraction: Slice):
     return (pipeline
             | "ListFiles" >> beam.Create(files)
             | "SpreadFiles" >> beam.Reshuffle()
@@ -100,7 +100,7 @@ def _FilesToExamples(pipeline: beam.Pipeline, files: List[str], fraction: Slice)
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(bytes)
-def _BinaryBatchesToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+def _BinaryBatchesToExamples(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                              split_pattern: str):
     """TFX's per-split hook: every record of the files matching the pattern."""
     files = matching_files(exec_properties["input_base"], split_pattern)
@@ -114,7 +114,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         return _BinaryBatchesToExamples
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                               exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+                               exec_properties: dict[str, Any]) -> dict[str, Any]:
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties["input_config"], input_config)
         slices = split_slices(float(exec_properties.get(EVAL_FRACTION_KEY) or 0.1))

@@ -4,21 +4,29 @@ A version is first copied into a hidden staging folder in the same base path and
 its number. TF Serving only loads integer-named folders, so it never sees half a version; on a local
 or POSIX file system the rename is atomic. On object stores (gs://, s3://) a rename is a copy, so
 there the SavedModel's `saved_model.pb` is written last, after its variables.
-The SavedModel and the TFLite model share one version number.
+The SavedModel and the TFLite model share one version number, and are pushed both or neither:
+both are staged first and published together; a failure removes whatever this push published
+(serving.model_base.publish_versions_together) and names the base path and what failed.
+
+When the DAG connects the evaluation (and the statistics, training summary, hyperparameters), the
+version's model card (reports.model_card) is published in that same all-or-none step to
+`<serving_dir>/model_cards/<version>/`. TF Serving only loads integer-named children of a base path,
+so it never looks there, and the version folder stays exactly the Trainer's export.
 """
 from __future__ import annotations
 
 import logging
 import os
-import time
-import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-import tensorflow as tf
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
+
+from modules import contract, export
+from reports import model_card
+from serving import model_base
 
 log = logging.getLogger("cifar10_tfx.pusher")
 
@@ -28,108 +36,144 @@ TFLITE_KEY = "tflite_model"
 PUSHED_MODEL_KEY = "pushed_model"
 SERVING_DIR_KEY = "serving_dir"
 TFLITE_DIR_KEY = "tflite_dir"
-STAGING_PREFIX = ".incoming-"
+EVALUATION_KEY = "evaluation"
+STATISTICS_KEY = "statistics"
+MODEL_RUN_KEY = "model_run"
+HYPERPARAMETERS_KEY = "hyperparameters"
+HYPERPARAMETERS_SOURCE_KEY = "hyperparameters_source"
+CARD_STAGING_DIR = "model_card"  # in the PushedModel artifact: the card, written before publishing
+PUSHED_MARKER_FILE = "PUSHED"  # in the PushedModel artifact: the path of the pushed SavedModel
 
 
 def is_blessed(blessing: types.Artifact) -> bool:
-    return bool(blessing.get_int_custom_property("blessed"))
-
-
-def existing_versions(base_dir: str) -> List[int]:
-    """Integer version folders in a base path (what TF Serving would load)."""
-    if not tf.io.gfile.isdir(base_dir):
-        return []
-    return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(base_dir)
-                  if name.rstrip("/").isdigit())
-
-
-def next_version(base_dirs: List[str], now: Optional[int] = None) -> int:
-    """A Unix-time version (as TFX's Pusher uses), kept above every version already pushed."""
-    now = int(time.time()) if now is None else now
-    latest = max((v for d in base_dirs for v in existing_versions(d)), default=0)
-    return max(now, latest + 1)
-
-
-def _copy_tree(source: str, destination: str, last: str = "") -> None:
-    """Copies a folder, leaving the file named `last` (if present at top level) for the end."""
-    tf.io.gfile.makedirs(destination)
-    deferred = None
-    for root, _, files in tf.io.gfile.walk(source):
-        relative = os.path.relpath(root, source)
-        target_root = destination if relative == "." else os.path.join(destination, relative)
-        tf.io.gfile.makedirs(target_root)
-        for name in files:
-            if relative == "." and name == last:
-                deferred = name
-                continue
-            tf.io.gfile.copy(os.path.join(root, name), os.path.join(target_root, name),
-                             overwrite=True)
-    if deferred:
-        tf.io.gfile.copy(os.path.join(source, deferred), os.path.join(destination, deferred),
-                         overwrite=True)
-
-
-def push_atomically(source_dir: str, base_dir: str, version: int, last: str = "") -> str:
-    """Copies `source_dir` to `<base_dir>/<version>` through a staging folder and a rename."""
-    final = os.path.join(base_dir, str(version))
-    if tf.io.gfile.exists(final):
-        raise FileExistsError(f"{final} already exists; refusing to overwrite a pushed version.")
-    staging = os.path.join(base_dir, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
-    try:
-        _copy_tree(source_dir, staging, last=last)
-        tf.io.gfile.rename(staging, final)
-    finally:
-        if tf.io.gfile.exists(staging):
-            tf.io.gfile.rmtree(staging)
-    return final
-
-
-def remove_stale_staging(base_dir: str) -> None:
-    """Removes staging folders that a crashed push left behind (TF Serving ignores them anyway)."""
-    if not tf.io.gfile.isdir(base_dir):
-        return
-    for name in tf.io.gfile.listdir(base_dir):
-        if name.startswith(STAGING_PREFIX):
-            log.warning("Removing the leftovers of an interrupted push: %s", name)
-            tf.io.gfile.rmtree(os.path.join(base_dir, name.rstrip("/")))
+    return bool(blessing.get_int_custom_property(contract.BLESSED_PROPERTY))
 
 
 class Executor(base_executor.BaseExecutor):
-    """Pushes blessed models only; records pushed, version and destinations on the PushedModel."""
+    """Pushes blessed models only; records pushed, version and destinations on the PushedModel.
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    Stale staging folders (a crashed push's) are removed first; a symbolic link among them is
+    unlinked, never followed, and a model folder holding a link is refused (serving.model_base).
+    """
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
         pushed = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[BLESSING_KEY])
         if not is_blessed(blessing):
             log.warning("The model is not blessed (see %s); nothing was pushed.", blessing.uri)
-            pushed.set_int_custom_property("pushed", 0)
+            pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
             return
 
         serving_dir = exec_properties[SERVING_DIR_KEY]
         tflite_dir = exec_properties.get(TFLITE_DIR_KEY) or ""
         tflite = input_dict.get(TFLITE_KEY) or []
         base_dirs = [serving_dir] + ([tflite_dir] if tflite and tflite_dir else [])
-        for base_dir in base_dirs:
-            tf.io.gfile.makedirs(base_dir)
-            remove_stale_staging(base_dir)
-        version = next_version(base_dirs)
-
+        card_dir = model_cards_dir(serving_dir) if input_dict.get(EVALUATION_KEY) else ""
+        created = [base for base in base_dirs + ([card_dir] if card_dir else [])
+                   if not _lexists(base)]
+        try:
+            saved_model_path, tflite_path, version = self._push(
+                input_dict, serving_dir, tflite_dir if tflite else "", base_dirs,
+                card_dir, pushed.uri, exec_properties)
+        except BaseException:
+            for base in reversed(created):  # a base path this push created goes, if empty
+                try:
+                    fs = model_base.filesystem_for(base)
+                    if fs.isdir(base) and not fs.listdir(base):
+                        fs.remove(base)
+                except OSError:
+                    log.warning("Could not remove the empty base path %s", base)
+            raise
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        serving_source = os.path.join(model.uri, "Format-Serving")
-        # The TFLite model is pushed first: a version whose SavedModel exists always has its .tflite.
-        if tflite and tflite_dir:
-            tflite_path = push_atomically(artifact_utils.get_single_uri(tflite), tflite_dir,
-                                          version)
-            pushed.set_string_custom_property("pushed_tflite_destination", tflite_path)
-            log.info("Pushed the TFLite model to %s", tflite_path)
-        saved_model_path = push_atomically(serving_source, serving_dir, version,
-                                           last="saved_model.pb")
-        log.info("Pushed the SavedModel to %s", saved_model_path)
+        if tflite_path:
+            pushed.set_string_custom_property(contract.PUSHED_TFLITE_DESTINATION_PROPERTY,
+                                              tflite_path)
+        pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 1)
+        pushed.set_string_custom_property(contract.PUSHED_DESTINATION_PROPERTY, saved_model_path)
+        pushed.set_int_custom_property(contract.PUSHED_VERSION_PROPERTY, version)
+        pushed.set_int_custom_property(contract.PUSHED_MODEL_ID_PROPERTY, model.id)
+        if card_dir:
+            pushed.set_string_custom_property(
+                contract.PUSHED_MODEL_CARD_PROPERTY,
+                model_base.filesystem_for(card_dir).join(card_dir, str(version),
+                                                         contract.MODEL_CARD_MARKDOWN))
+        io_utils.write_string_file(os.path.join(pushed.uri, PUSHED_MARKER_FILE), saved_model_path)
 
-        pushed.set_int_custom_property("pushed", 1)
-        pushed.set_string_custom_property("pushed_destination", saved_model_path)
-        pushed.set_int_custom_property("pushed_version", version)
-        pushed.set_int_custom_property("pushed_model_id", model.id)
-        io_utils.write_string_file(os.path.join(pushed.uri, "PUSHED"), saved_model_path)
+    @staticmethod
+    def _push(input_dict: dict[str, list[types.Artifact]], serving_dir: str, tflite_dir: str,
+              base_dirs: list[str], card_dir: str, pushed_uri: str,
+              exec_properties: dict[str, Any]) -> tuple[str, str, int]:
+        """(SavedModel path, .tflite path or "", version): all published (with the model card
+        when card_dir is set), or none."""
+        for base_dir in base_dirs + ([card_dir] if card_dir else []):
+            try:
+                model_base.filesystem_for(base_dir).makedirs(base_dir)
+                model_base.remove_stale_staging(base_dir)
+            except OSError as error:
+                reason = model_base.describe_error(error)
+                raise model_base.ModelBaseError(
+                    f"{base_dir}: cannot prepare the base path ({reason}); nothing was pushed"
+                ) from error
+        version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []))
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        # All or none: the SavedModel, its .tflite and the card are staged, then published together.
+        sources = [(export.serving_model_dir(model.uri), serving_dir, contract.SAVED_MODEL_FILE)]
+        if tflite_dir:
+            sources.append((artifact_utils.get_single_uri(input_dict[TFLITE_KEY]), tflite_dir,
+                            ""))
+        if card_dir:
+            fs = model_base.filesystem_for(serving_dir)
+            paths = [fs.join(serving_dir, str(version))]
+            if tflite_dir:
+                paths.append(fs.join(tflite_dir, str(version)))
+            staged_card = os.path.join(pushed_uri, CARD_STAGING_DIR)
+            write_card(input_dict, exec_properties, version, paths, staged_card)
+            sources.append((staged_card, card_dir, contract.MODEL_CARD_MARKDOWN))
+        paths = model_base.publish_versions_together(sources, version)
+        log.info("Pushed the SavedModel to %s", paths[0])
+        if tflite_dir:
+            log.info("Pushed the TFLite model to %s", paths[1])
+        return paths[0], paths[1] if tflite_dir else "", version
+
+
+def model_cards_dir(serving_dir: str) -> str:
+    """`<serving_dir>/model_cards`: beside the versions, never loaded by TF Serving."""
+    return model_base.filesystem_for(serving_dir).join(serving_dir, contract.MODEL_CARDS_DIR)
+
+
+def _uri(input_dict: dict[str, list[types.Artifact]], key: str) -> str | None:
+    artifacts = input_dict.get(key) or []
+    return artifacts[0].uri if artifacts else None
+
+
+def write_card(input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],
+               version: int, paths: list[str], folder: str) -> None:
+    """Builds the version's card from the connected artifacts into `folder` (Markdown, HTML,
+    JSON). Unreadable artifacts leave gaps the card names; failing to write it fails the push."""
+    blessing = artifact_utils.get_single_instance(input_dict[BLESSING_KEY])
+    model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    tflite = input_dict.get(TFLITE_KEY) or []
+    converted = bool(tflite) and bool(
+        tflite[0].get_int_custom_property(contract.TFLITE_CONVERTED_PROPERTY))
+    facts = model_card.collect_facts(
+        version=version, model_uri=model.uri, saved_model_path=paths[0],
+        tflite_path=paths[1] if len(paths) > 1 else "",
+        evaluation_uri=_uri(input_dict, EVALUATION_KEY), blessed=is_blessed(blessing),
+        statistics_uri=_uri(input_dict, STATISTICS_KEY),
+        model_run_uri=_uri(input_dict, MODEL_RUN_KEY),
+        hyperparameters_uri=_uri(input_dict, HYPERPARAMETERS_KEY),
+        hyperparameters_source=exec_properties.get(HYPERPARAMETERS_SOURCE_KEY) or None,
+        tflite_uri=tflite[0].uri if converted else None)
+    if facts["missing"]:
+        log.warning("The model card of version %d has gaps: %s", version, facts["missing"])
+    model_card.write_model_card(facts, folder)
+    log.info("Wrote the model card of version %d", version)
+
+
+def _lexists(path: str) -> bool:
+    try:
+        return model_base.filesystem_for(path).exists(path)
+    except OSError:
+        return False

@@ -1,8 +1,6 @@
 """StrictExampleValidator: TFX's ExampleValidator whose execution fails on any anomaly."""
 from __future__ import annotations
 
-from typing import Optional
-
 from tfx import types
 from tfx.components import ExampleValidator
 from tfx.dsl.components.base import base_component, executor_spec
@@ -37,8 +35,8 @@ class StrictExampleValidator(ExampleValidator):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
-                 baseline_statistics: Optional[types.BaseChannel] = None,
-                 label_drift_threshold: Optional[float] = None):
+                 baseline_statistics: types.BaseChannel | None = None,
+                 label_drift_threshold: float | None = None):
         spec = StrictExampleValidatorSpec(
             statistics=statistics, schema=schema, baseline_statistics=baseline_statistics,
             label_drift_threshold=label_drift_threshold,

@@ -7,7 +7,7 @@ feature of which split is wrong and what to do about it.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
@@ -15,7 +15,7 @@ from tfx.components.example_validator import executor as tfx_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from modules import constants
+from modules import contract
 
 BASELINE_STATISTICS_KEY = "baseline_statistics"
 LABEL_DRIFT_THRESHOLD_KEY = "label_drift_threshold"
@@ -29,7 +29,7 @@ class DataValidationError(RuntimeError):
     """The examples do not match the schema; nothing after validation ran."""
 
 
-def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> List[str]:
+def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:
     """One readable line per anomaly: split, feature, what TFDV found."""
     lines = []
     for feature, info in sorted(anomalies.anomaly_info.items()):
@@ -51,7 +51,7 @@ def read_anomalies(path: str) -> anomalies_pb2.Anomalies:
 
 
 def label_drift_problems(statistics: types.Artifact, baseline: types.Artifact, schema,
-                         threshold: float) -> List[str]:
+                         threshold: float) -> list[str]:
     """Splits whose label distribution moved more than `threshold` (L-infinity) since baseline."""
     import tensorflow_data_validation as tfdv
     from tfx.components.statistics_gen import stats_artifact_utils
@@ -60,7 +60,7 @@ def label_drift_problems(statistics: types.Artifact, baseline: types.Artifact, s
         return []
     drift_schema = type(schema)()
     drift_schema.CopyFrom(schema)
-    label = tfdv.get_feature(drift_schema, constants.LABEL_KEY)
+    label = tfdv.get_feature(drift_schema, contract.LABEL_KEY)
     label.drift_comparator.infinity_norm.threshold = threshold
     baseline_splits = set(artifact_utils.decode_split_names(baseline.split_names))
     problems = []
@@ -82,9 +82,9 @@ def label_drift_problems(statistics: types.Artifact, baseline: types.Artifact, s
 class Executor(tfx_executor.Executor):
     """TFX's validation, then a hard stop on anomalies."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]):
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]):
         result = super().Do(input_dict, output_dict, exec_properties)
         anomalies_artifact = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.ANOMALIES_KEY])

@@ -1,8 +1,6 @@
 """TFLiteConverter: a custom TFX component in the standard spec/executor shape."""
 from __future__ import annotations
 
-from typing import Optional
-
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
@@ -10,6 +8,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.artifacts import TFLiteModel
 from components.tflite_converter import conversion, executor
+from modules import contract
 
 
 class TFLiteConverterSpec(ComponentSpec):
@@ -38,9 +37,9 @@ class TFLiteConverter(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 model_blessing: types.BaseChannel, mode: str = "int8",
+                 model_blessing: types.BaseChannel, mode: str = contract.TFLITE_INT8,
                  calibration_samples: int = 500, max_accuracy_drop: float = 0.01,
-                 verify_samples: Optional[int] = None):
+                 verify_samples: int | None = None):
         conversion.check_mode(mode)
         spec = TFLiteConverterSpec(
             model=model, examples=examples, model_blessing=model_blessing, mode=mode,

@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Callable, Dict, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from modules import constants, export, preprocessing
-
-MODES = ("int8", "float16", "dynamic", "none")
+from modules import contract, export, preprocessing
 
 
 class ConversionError(RuntimeError):
@@ -24,8 +22,9 @@ class ConversionError(RuntimeError):
 
 
 def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"Unknown TFLite mode {mode!r}; choose one of {', '.join(MODES)}.")
+    if mode not in contract.TFLITE_MODES:
+        raise ValueError(f"Unknown TFLite mode {mode!r}; choose one of "
+                         f"{', '.join(contract.TFLITE_MODES)}.")
     return mode
 
 
@@ -37,11 +36,11 @@ class _InferenceModule(tf.Module):
         self.model = keras_model
         self._tta = export.check_test_time_augmentation(tta)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, *constants.IMAGE_SHAPE], tf.float32,
-                                                name="pixels")])
+    @tf.function(input_signature=[tf.TensorSpec([1, *contract.IMAGE_SHAPE], tf.float32,
+                                                name=contract.PIXELS_INPUT)])
     def predict(self, pixels):
         images = preprocessing.scale_pixels(pixels)
-        return {constants.PROBABILITIES_OUTPUT: export.predict_probabilities(
+        return {contract.PROBABILITIES_OUTPUT: export.predict_probabilities(
             self.model, images, self._tta)}
 
 
@@ -76,11 +75,11 @@ def convert(keras_model, tta: str, mode: str,
 
 
 def _configure(converter, mode: str, representative_images) -> None:
-    if mode != "none":
+    if mode != contract.TFLITE_NONE:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
+    if mode == contract.TFLITE_FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
-    if mode == "int8":
+    if mode == contract.TFLITE_INT8:
         if representative_images is None:
             raise ConversionError("int8 quantization needs a representative dataset.")
 
@@ -155,7 +154,7 @@ def median_latency_ms(classifier: TFLiteClassifier, image: np.ndarray, runs: int
 
 
 def verify(tflite_model: bytes, images: np.ndarray, labels: np.ndarray,
-           reference_probabilities: np.ndarray) -> Dict[str, float]:
+           reference_probabilities: np.ndarray) -> dict[str, float]:
     """Accuracy, top-1 agreement with the float model, largest probability gap, latency."""
     classifier = TFLiteClassifier(tflite_model)
     probabilities = np.stack([classifier.probabilities(image) for image in images])

@@ -2,14 +2,15 @@
 
 Calibration images come from `train` (never `test`); verification runs the LiteRT interpreter on
 `test`, one image at a time as a phone would. If quantization fails or costs more accuracy than
-allowed, the execution fails with the figures, so the Pusher (which consumes this output) never runs.
+allowed, the execution fails with the figures, so the Pusher (which consumes this output) never
+runs.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -17,8 +18,9 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.tflite_converter import conversion, results_page
-from modules import constants, export
+from components.tflite_converter import conversion
+from modules import contract, data, export
+from reports import tables
 
 log = logging.getLogger("cifar10_tfx.tflite")
 
@@ -31,47 +33,27 @@ CALIBRATION_SAMPLES_KEY = "calibration_samples"
 MAX_ACCURACY_DROP_KEY = "max_accuracy_drop"
 VERIFY_SAMPLES_KEY = "verify_samples"
 
-TFLITE_FILE = "model.tflite"
-LABELS_FILE = "labels.txt"
-METRICS_FILE = "metrics.json"
-RESULTS_FILE = "results.md"
-
 
 class AccuracyDropError(RuntimeError):
     """The converted model is worse than the float model by more than the allowed margin."""
 
 
 def load_split_images(examples: types.Artifact, split: str,
-                      limit: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+                      limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, 32, 32, 3] and int labels [N] from one split of the ExampleGen output."""
-    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No examples in split '{split}' at {pattern}.")
-    spec = {constants.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-            constants.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if limit:
-        dataset = dataset.take(limit)
-    dataset = dataset.map(lambda r: tf.io.parse_single_example(r, spec)).map(
-        lambda f: (tf.io.decode_png(f[constants.IMAGE_KEY], channels=constants.IMAGE_CHANNELS),
-                   f[constants.LABEL_KEY]))
-    images, labels = [], []
-    for image, label in dataset.as_numpy_iterator():
-        images.append(image)
-        labels.append(label)
-    return np.stack(images), np.asarray(labels)
+    split_uri = artifact_utils.get_split_uri([examples], split)
+    return data.decoded_images([data.split_pattern(split_uri)], limit)
 
 
-def savedmodel_probabilities(saved_model_dir: str, images: np.ndarray) -> Tuple[np.ndarray, Any]:
+def savedmodel_probabilities(saved_model_dir: str, images: np.ndarray) -> tuple[np.ndarray, Any]:
     """The float SavedModel's probabilities through its pixels signature (batches of 256)."""
-    signature = tf.saved_model.load(saved_model_dir).signatures[constants.PIXELS_SIGNATURE]
-    batches = [signature(pixels=tf.constant(images[i:i + 256]))[constants.PROBABILITIES_OUTPUT]
+    signature = tf.saved_model.load(saved_model_dir).signatures[contract.PIXELS_SIGNATURE]
+    batches = [signature(pixels=tf.constant(images[i:i + 256]))[contract.PROBABILITIES_OUTPUT]
                for i in range(0, len(images), 256)]
     return np.concatenate([b.numpy() for b in batches]), signature
 
 
-def check_drop(metrics: Dict[str, Any], max_drop: float) -> None:
+def check_drop(metrics: dict[str, Any], max_drop: float) -> None:
     drop = metrics["float_savedmodel"]["accuracy"] - metrics["tflite"]["accuracy"]
     metrics["accuracy_drop"] = drop
     if drop > max_drop:
@@ -86,38 +68,38 @@ def check_drop(metrics: Dict[str, Any], max_drop: float) -> None:
 class Executor(base_executor.BaseExecutor):
     """Converts, verifies and writes model.tflite, labels.txt, metrics.json and results.md."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
         mode = conversion.check_mode(exec_properties[MODE_KEY])
         output = artifact_utils.get_single_instance(output_dict[TFLITE_MODEL_KEY])
         blessing = artifact_utils.get_single_instance(input_dict[BLESSING_KEY])
-        if not blessing.get_int_custom_property("blessed"):
+        if not blessing.get_int_custom_property(contract.BLESSED_PROPERTY):
             log.warning("The model is not blessed; no TFLite model was made.")
-            output.set_int_custom_property("converted", 0)
+            output.set_int_custom_property(contract.TFLITE_CONVERTED_PROPERTY, 0)
             return
 
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         keras_model, settings = export.load_keras_model(model.uri)
         tta = export.settings_test_time_augmentation(settings)
-        calibration, _ = load_split_images(examples, constants.TRAIN_SPLIT,
+        calibration, _ = load_split_images(examples, contract.TRAIN_SPLIT,
                                            int(exec_properties[CALIBRATION_SAMPLES_KEY]))
-        images, labels = load_split_images(examples, constants.TEST_SPLIT,
+        images, labels = load_split_images(examples, contract.TEST_SPLIT,
                                            exec_properties.get(VERIFY_SAMPLES_KEY) or None)
         log.info("Converting to TFLite (%s), calibrating on %d train images, verifying on %d "
                  "test images", mode, len(calibration), len(images))
 
-        serving_dir = os.path.join(model.uri, "Format-Serving")
+        serving_dir = export.serving_model_dir(model.uri)
         reference, signature = savedmodel_probabilities(serving_dir, images)
-        float_tflite = conversion.convert(keras_model, tta, "none")
-        tflite = float_tflite if mode == "none" else conversion.convert(
+        float_tflite = conversion.convert(keras_model, tta, contract.TFLITE_NONE)
+        tflite = float_tflite if mode == contract.TFLITE_NONE else conversion.convert(
             keras_model, tta, mode, lambda: iter(calibration))
 
-        metrics: Dict[str, Any] = {
+        metrics: dict[str, Any] = {
             "mode": mode,
             "verified_images": int(len(images)),
-            "calibration_images": int(len(calibration)) if mode == "int8" else 0,
+            "calibration_images": int(len(calibration)) if mode == contract.TFLITE_INT8 else 0,
             "test_time_augmentation": tta,
             "float_savedmodel": {
                 "accuracy": float((reference.argmax(1) == labels).mean()),
@@ -135,25 +117,26 @@ class Executor(base_executor.BaseExecutor):
             check_drop(metrics, float(exec_properties[MAX_ACCURACY_DROP_KEY]))
         except AccuracyDropError:
             # A failed execution's outputs are discarded, so the figures go to the log.
-            log.warning("TFLite verification failed:\n%s", results_page.render(metrics))
+            log.warning("TFLite verification failed:\n%s", tables.tflite_results_markdown(metrics))
             raise
         self._write(output.uri, tflite, metrics)
-        output.set_int_custom_property("converted", 1)
-        output.set_string_custom_property("mode", mode)
-        output.set_float_custom_property("accuracy", metrics["tflite"]["accuracy"])
+        output.set_int_custom_property(contract.TFLITE_CONVERTED_PROPERTY, 1)
+        output.set_string_custom_property(contract.TFLITE_MODE_PROPERTY, mode)
+        output.set_float_custom_property(contract.TFLITE_ACCURACY_PROPERTY,
+                                         metrics["tflite"]["accuracy"])
         log.info("TFLite %s: %.2f%% accuracy (float %.2f%%), %.1f KB, %.3f ms/image", mode,
                  metrics["tflite"]["accuracy"] * 100,
                  metrics["float_savedmodel"]["accuracy"] * 100,
                  metrics["tflite"]["size_bytes"] / 1024, metrics["tflite"]["latency_ms"])
 
     @staticmethod
-    def _write(uri: str, tflite: bytes, metrics: Dict[str, Any]) -> None:
+    def _write(uri: str, tflite: bytes, metrics: dict[str, Any]) -> None:
         tf.io.gfile.makedirs(uri)
-        with tf.io.gfile.GFile(os.path.join(uri, TFLITE_FILE), "wb") as f:
+        with tf.io.gfile.GFile(os.path.join(uri, contract.TFLITE_FILE), "wb") as f:
             f.write(tflite)
-        with tf.io.gfile.GFile(os.path.join(uri, LABELS_FILE), "w") as f:
-            f.write("\n".join(constants.CLASS_NAMES) + "\n")
-        with tf.io.gfile.GFile(os.path.join(uri, METRICS_FILE), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(uri, contract.LABELS_FILE), "w") as f:
+            f.write("\n".join(contract.CLASS_NAMES) + "\n")
+        with tf.io.gfile.GFile(os.path.join(uri, contract.TFLITE_METRICS_FILE), "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
-        with tf.io.gfile.GFile(os.path.join(uri, RESULTS_FILE), "w") as f:
-            f.write(results_page.render(metrics))
+        with tf.io.gfile.GFile(os.path.join(uri, contract.TFLITE_RESULTS_FILE), "w") as f:
+            f.write(tables.tflite_results_markdown(metrics))

@@ -1,0 +1,147 @@
+"""The benchmark page: results.json (a dict) rendered as RESULTS.md with its plots."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from modules import contract
+from reports import plots, tables
+from reports.document import Document
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "RESULTS.md"
+CONFUSION_PNG = "confusion_matrix.png"
+PER_CLASS_PNG = "per_class_f1.png"
+
+TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time augmentation level
+    contract.TTA_NONE: "",
+    contract.TTA_FLIP: " (which averages each image with its mirror image)",
+    contract.TTA_FLIP_TRANSLATE: " (which averages 6 views of each image: it, shifted one pixel "
+                                 "down-right and up-left, and their mirror images)",
+}
+
+TARGETS = [  # (label, value getter, test, shown target)
+    ("Test accuracy of the pushed SavedModel", lambda r: r["pipeline"]["accuracy"],
+     lambda v: v >= 0.90, ">= 90% (aim 93%)"),
+    ("Parameters", lambda r: r["pipeline"]["parameters"], lambda v: v <= 1_000_000, "<= 1.0M"),
+    ("Trainer wall time", lambda r: r["pipeline"]["trainer_seconds"], lambda v: v <= 45 * 60,
+     "<= 45 min"),
+    ("Whole pipeline wall time", lambda r: r["pipeline"]["pipeline_seconds"],
+     lambda v: v <= 60 * 60, "<= 60 min"),
+    ("int8 TFLite accuracy drop", lambda r: r["pipeline"]["tflite"]["accuracy_drop"],
+     lambda v: v <= 0.01, "<= 1 point"),
+    ("int8 TFLite vs float weights size", lambda r: r["pipeline"]["tflite"][
+        "size_ratio_vs_float_weights"], lambda v: v >= 3.5, ">= 3.5x smaller"),
+]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _format(label: str, value) -> str:
+    if "accuracy drop" in label:
+        return f"{value * 100:.2f} points"
+    if "accuracy" in label.lower():
+        return f"{value:.2%}"
+    if "time" in label:
+        return _minutes(value)
+    if "size" in label:
+        return f"{value:.2f}x"
+    return f"{value:,}"
+
+
+def _ratio(model: float, base: float) -> str:
+    return f"{model / base:.2f}x"
+
+
+def _comparison_rows(report: dict) -> list[list[str]]:
+    """The pipeline model beside the baseline: accuracy, size, training time, speed."""
+    model, base = report["pipeline"], report.get("baseline")
+    throughput = "throughput_images_per_s_batch256"
+    rows = [
+        ("Test accuracy", f"{model['accuracy']:.2%}", base and f"{base['accuracy']:.2%}",
+         base and f"{(1 - base['accuracy']) / max(1 - model['accuracy'], 1e-9):.2f}x fewer "
+                  f"errors"),
+        ("Parameters", f"{model['parameters']:,}", base and f"{base['parameters']:,}",
+         base and _ratio(model["parameters"], base["parameters"])),
+        ("Training wall time", _minutes(model["trainer_seconds"]),
+         base and _minutes(base["trainer_seconds"]),
+         base and _ratio(model["trainer_seconds"], base["trainer_seconds"])),
+        ("SavedModel latency, batch 1", f"{model['latency_ms_batch1']:.2f} ms",
+         base and f"{base['latency_ms_batch1']:.2f} ms",
+         base and _ratio(model["latency_ms_batch1"], base["latency_ms_batch1"])),
+        ("Throughput, batch 256", f"{model[throughput]:,.0f} img/s",
+         base and f"{base[throughput]:,.0f} img/s",
+         base and _ratio(model[throughput], base[throughput])),
+    ]
+    return [[label, mine, theirs or "-", ratio or "-"] for label, mine, theirs, ratio in rows]
+
+
+def build(report: dict, images: dict[str, str]) -> Document:
+    """The page as a Document: targets, the baseline comparison, per class, TFLite, timings."""
+    model = report["pipeline"]
+    tflite = model["tflite"]
+    machine = report["machine"]
+    doc = Document()
+    doc.heading(1, f"Benchmark results ({report['mode']} run)")
+    doc.para(f"Measured {report['date']} on {machine['cpu']}, {machine['cores']} cores, "
+             f"{machine['memory_gib']} GiB, {'a GPU' if machine['gpu'] else 'no GPU'} "
+             f"({machine['os']}, Python {machine['python']}, TensorFlow {machine['tensorflow']}).")
+    doc.para(f"Command: `{report['command']}`  \n"
+             f"Pipeline: `{report['pipeline_command']}`  \n"
+             f"Test set: {report['test_images']:,} images of `{contract.TEST_BATCH_FILE}`; budget "
+             f"{report['budget']['epochs']} epochs at batch {report['budget']['batch_size']} for "
+             f"both models. SavedModel timings through the `{contract.PIXELS_SIGNATURE}` signature"
+             + TTA_DESCRIPTIONS[model["test_time_augmentation"]] + ".")
+    doc.heading(2, "Targets")
+    doc.table(["Target", "Measured", "Goal", "Met"],
+              [[label, _format(label, get(report)), goal,
+                "yes" if test(get(report)) else "**no**"]
+               for label, get, test, goal in TARGETS], numeric=[False, True, True, False])
+    doc.heading(2, "Pipeline model vs. baseline")
+    doc.table(["", "Pipeline model", "Baseline (original style)", "Ratio"],
+              _comparison_rows(report), numeric=[False, True, True, True])
+    doc.heading(2, "Per-class metrics (pipeline model, test set)")
+    doc.add(tables.per_class_table(model["per_class"],
+                                   report.get("baseline", {}).get("per_class")))
+    doc.image(images["confusion"], "confusion matrix")
+    if "f1" in images:
+        doc.image(images["f1"], "per-class F1")
+    doc.heading(2, "TFLite")
+    doc.add(tables.tflite_table(tflite))
+    doc.para(f"Verified by the TFLiteConverter component on {tflite['verified_images']:,} test "
+             f"images with the LiteRT interpreter, one image per call on one CPU thread.")
+    doc.heading(2, "Where the pipeline's time went")
+    doc.table(["Component", "Wall time"],
+              [[node, f"{seconds:,.0f} s"] for node, seconds in
+               sorted(model["component_seconds"].items(), key=lambda kv: -kv[1])],
+              numeric=[False, True])
+    return doc
+
+
+def render(report: dict, images: dict[str, str]) -> str:
+    """RESULTS.md's text."""
+    return build(report, images).to_markdown()
+
+
+def write(report: dict, results_dir: str) -> None:
+    """results.json, confusion_matrix.png, per_class_f1.png and RESULTS.md in results_dir."""
+    os.makedirs(results_dir, exist_ok=True)
+    images = {"confusion": CONFUSION_PNG}
+    plots.plot_confusion_matrix(np.array(report["pipeline"]["confusion_matrix"]),
+                                os.path.join(results_dir, CONFUSION_PNG),
+                                "Pipeline model on the test set")
+    if "baseline" in report:
+        images["f1"] = PER_CLASS_PNG
+        plots.plot_bars(
+            {"pipeline model": [r["f1"] for r in report["pipeline"]["per_class"]],
+             "baseline": [r["f1"] for r in report["baseline"]["per_class"]]},
+            contract.CLASS_NAMES, os.path.join(results_dir, PER_CLASS_PNG),
+            "Per-class F1 on the test set", "F1")
+    with open(os.path.join(results_dir, RESULTS_JSON), "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+    with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
+        f.write(render(report, images))

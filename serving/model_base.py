@@ -1,0 +1,445 @@
+"""The TF Serving model base path, `<base>/<version>/`: the one copy both the Pusher and
+download-model make.
+
+TF Serving loads integer-named folders only, so a version is copied into a hidden staging folder
+(`contract.STAGING_PREFIX...`) in the same base path and then renamed to its number: a server
+polling the base path never sees half a version. On a local or POSIX filesystem the rename is
+atomic; on object stores (gs://, s3://) a rename is a copy, so there the file named `last`
+(`saved_model.pb`, the file TF Serving looks for) is written after everything else.
+
+Paths go through one of three filesystems: the local one (plain `os`, so that symbolic links are
+seen as links), TensorFlow's (gs://, hdfs://, ram://, file://, s3:// with tensorflow-io) and
+fsspec's for schemes TensorFlow has no filesystem for (s3:// through s3fs in a plain install,
+memory://).
+
+Symbolic links are never followed. Copying refuses a tree that holds one (UnsafeEntryError naming
+it, before anything is written): a pushed model holds none, and following one would copy whatever it
+points to (or loop). Deleting unlinks a link rather than removing what it points to. Entry names
+are checked as well: an absolute name or one with a `..` part (an object key can have either) is
+refused, and every destination must resolve inside the folder it is copied into.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from modules import contract
+
+log = logging.getLogger("cifar10_tfx.model_base")
+
+DIR, FILE, LINK = "dir", "file", "link"
+_CHUNK_BYTES = 8 << 20
+
+
+class ModelBaseError(Exception):
+    """A base path, version or entry that cannot be copied or published safely."""
+
+
+class UnsafeEntryError(ModelBaseError):
+    """A symbolic link, or an entry whose name would land outside its destination."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # full path on its filesystem
+    relative: str  # "/"-separated, relative to the folder walked
+    kind: str  # DIR, FILE or LINK
+
+
+class Filesystem:
+    """The few operations a base path needs; one subclass per kind of storage."""
+
+    def exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def isdir(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def is_link(self, path: str) -> bool:
+        return False  # object stores have no links
+
+    def listdir(self, path: str) -> list[str]:
+        raise NotImplementedError
+
+    def entries(self, root: str) -> Iterator[Entry]:
+        """Everything under root, top-down: a folder's files before its subfolders."""
+        raise NotImplementedError
+
+    def open(self, path: str, mode: str) -> IO:
+        raise NotImplementedError
+
+    def size(self, path: str) -> int:
+        raise NotImplementedError
+
+    def makedirs(self, path: str) -> None:
+        raise NotImplementedError
+
+    def rename(self, source: str, destination: str) -> None:
+        raise NotImplementedError
+
+    def remove(self, path: str) -> None:
+        """Removes a file, a link or a whole folder; never what a link points to."""
+        raise NotImplementedError
+
+    def join(self, base: str, *parts: str) -> str:
+        """Joins with "/" (gfile listings may end folder names with "/")."""
+        return "/".join([base.rstrip("/") or "/"] + [p.strip("/") for p in parts])
+
+    def inside(self, root: str, path: str) -> bool:
+        root = posixpath.normpath(root)
+        return posixpath.normpath(path).startswith(root.rstrip("/") + "/")
+
+
+class LocalFilesystem(Filesystem):
+    """Local paths through `os`, which sees symbolic links as links (TensorFlow's walk follows
+    them)."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path)  # a base path may itself be a link to a folder
+
+    def is_link(self, path: str) -> bool:
+        return os.path.islink(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def entries(self, root: str) -> Iterator[Entry]:
+        yield from self._entries(root, "")
+
+    def _entries(self, folder: str, relative: str) -> Iterator[Entry]:
+        with os.scandir(folder) as scan:
+            items = sorted(scan, key=lambda item: item.name)
+        subfolders = []
+        for item in items:
+            name = f"{relative}/{item.name}" if relative else item.name
+            if item.is_symlink():
+                yield Entry(item.path, name, LINK)
+            elif item.is_dir(follow_symlinks=False):
+                subfolders.append(Entry(item.path, name, DIR))
+            else:
+                yield Entry(item.path, name, FILE)
+        for subfolder in subfolders:
+            yield subfolder
+            yield from self._entries(subfolder.path, subfolder.relative)
+
+    def open(self, path: str, mode: str) -> IO:
+        return open(path, mode)  # noqa: SIM115 - the caller closes it
+
+    def size(self, path: str) -> int:
+        return os.lstat(path).st_size
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def rename(self, source: str, destination: str) -> None:
+        os.rename(source, destination)
+
+    def remove(self, path: str) -> None:
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path)  # removes links inside a tree, never their targets
+
+    def join(self, base: str, *parts: str) -> str:
+        return os.path.join(base, *parts)
+
+    def inside(self, root: str, path: str) -> bool:
+        return os.path.realpath(path).startswith(os.path.realpath(root).rstrip(os.sep) + os.sep)
+
+
+class GfileFilesystem(Filesystem):
+    """TensorFlow's filesystems: gs://, hdfs://, ram://, file://, s3:// with tensorflow-io."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self._gfile = tf.io.gfile
+
+    def exists(self, path: str) -> bool:
+        return self._gfile.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return self._gfile.isdir(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(name.rstrip("/") for name in self._gfile.listdir(path))
+
+    def entries(self, root: str) -> Iterator[Entry]:
+        yield from self._entries(root.rstrip("/"), "")
+
+    def _entries(self, folder: str, relative: str) -> Iterator[Entry]:
+        subfolders = []
+        for name in self.listdir(folder):
+            path = self.join(folder, name)
+            entry_name = f"{relative}/{name}" if relative else name
+            if self.isdir(path):
+                subfolders.append(Entry(path, entry_name, DIR))
+            else:
+                yield Entry(path, entry_name, FILE)
+        for subfolder in subfolders:
+            yield subfolder
+            yield from self._entries(subfolder.path, subfolder.relative)
+
+    def open(self, path: str, mode: str) -> IO:
+        return self._gfile.GFile(path, mode)
+
+    def size(self, path: str) -> int:
+        return self._gfile.stat(path).length
+
+    def makedirs(self, path: str) -> None:
+        self._gfile.makedirs(path)
+
+    def rename(self, source: str, destination: str) -> None:
+        self._gfile.rename(source, destination, overwrite=False)
+
+    def remove(self, path: str) -> None:
+        if self._gfile.isdir(path):
+            self._gfile.rmtree(path)
+        else:
+            self._gfile.remove(path)
+
+
+class FsspecFilesystem(Filesystem):
+    """fsspec's filesystems (s3:// through s3fs, memory://, ...) for schemes TensorFlow lacks."""
+
+    def __init__(self, url: str):
+        scheme = url.split("://", 1)[0]
+        try:
+            import fsspec
+
+            self._fs = fsspec.filesystem(scheme)
+        except (ImportError, ValueError) as exc:
+            hint = " (pip install s3fs, or tensorflow-io)" if scheme.startswith("s3") else ""
+            raise ModelBaseError(f"{url}: no filesystem for '{scheme}://' in TensorFlow or "
+                                 f"fsspec{hint}: {exc}") from exc
+
+    def exists(self, path: str) -> bool:
+        return self._fs.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return self._fs.isdir(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1]
+                      for entry in self._fs.ls(path, detail=False))
+
+    def entries(self, root: str) -> Iterator[Entry]:
+        stripped = self._fs._strip_protocol(root).rstrip("/")
+        found = self._fs.find(root, withdirs=True, detail=True)
+        for path in sorted(found):
+            relative = path[len(stripped):].strip("/")
+            if relative:
+                kind = DIR if found[path]["type"] == "directory" else FILE
+                yield Entry(path, relative, kind)
+
+    def open(self, path: str, mode: str) -> IO:
+        return self._fs.open(path, mode)
+
+    def size(self, path: str) -> int:
+        return int(self._fs.size(path))
+
+    def makedirs(self, path: str) -> None:
+        self._fs.makedirs(path, exist_ok=True)
+
+    def rename(self, source: str, destination: str) -> None:
+        self._fs.mv(source, destination, recursive=True)
+
+    def remove(self, path: str) -> None:
+        self._fs.rm(path, recursive=True)
+
+
+def filesystem_for(url: str) -> Filesystem:
+    """The filesystem for a path or URL: local, else TensorFlow's if it has the scheme, else
+    fsspec's."""
+    if "://" not in url:
+        return LocalFilesystem()
+    import tensorflow as tf
+
+    gfile = GfileFilesystem()
+    try:
+        gfile.exists(url)
+    except tf.errors.UnimplementedError:  # "File system scheme 's3' not implemented"
+        return FsspecFilesystem(url)
+    return gfile
+
+
+def list_versions(base: str, fs: Filesystem | None = None, containing: str = "") -> list[int]:
+    """Sorted integer versions in a base path (what TF Serving would load); with `containing`,
+    only those that hold that file (e.g. saved_model.pb: a push that finished)."""
+    fs = fs or filesystem_for(base)
+    if not fs.isdir(base):
+        return []
+    return sorted(int(name) for name in fs.listdir(base) if name.isdigit()
+                  and (not containing or fs.exists(fs.join(base, name, containing))))
+
+
+def next_version(bases: Sequence[str], now: int | None = None) -> int:
+    """A Unix-time version (as TFX's Pusher uses), kept above every version in all the bases, so
+    the SavedModel and its .tflite can share one number."""
+    now = int(time.time()) if now is None else now
+    latest = max((v for base in bases for v in list_versions(base)), default=0)
+    return max(now, latest + 1)
+
+
+def remove_stale_staging(base: str, fs: Filesystem | None = None) -> None:
+    """Removes what an interrupted copy left in a base path; a link is unlinked, not followed."""
+    fs = fs or filesystem_for(base)
+    if not fs.isdir(base):
+        return
+    for name in fs.listdir(base):
+        if name.startswith(contract.STAGING_PREFIX):
+            log.warning("Removing the leftovers of an interrupted copy: %s",
+                        fs.join(base, name))
+            fs.remove(fs.join(base, name))
+
+
+def _checked_parts(entry: Entry, source: str) -> list[str]:
+    """The entry's name as path parts, or UnsafeEntryError if it is a link or would escape."""
+    if entry.kind == LINK:
+        raise UnsafeEntryError(f"{entry.path}: a symbolic link in {source}; refusing to copy it "
+                               f"(links are never followed; replace it with the file itself)")
+    parts = [part for part in entry.relative.split("/") if part not in ("", ".")]
+    if entry.relative.startswith("/") or os.path.isabs(entry.relative) or ".." in parts \
+            or not parts:
+        raise UnsafeEntryError(f"{entry.path}: the name {entry.relative!r} would land outside "
+                               f"the destination (absolute, or with a '..' part); refusing to "
+                               f"copy {source}")
+    return parts
+
+
+def _copy_file(source_fs: Filesystem, source: str, destination_fs: Filesystem,
+               destination: str) -> None:
+    with source_fs.open(source, "rb") as reader, destination_fs.open(destination, "wb") as writer:
+        while chunk := reader.read(_CHUNK_BYTES):
+            writer.write(chunk)
+    expected, actual = source_fs.size(source), destination_fs.size(destination)
+    if actual != expected:
+        raise ModelBaseError(f"incomplete copy of {source}: {actual} of {expected} bytes")
+
+
+def copy_tree(source_fs: Filesystem, source: str, destination_fs: Filesystem, destination: str,
+              last: str = "") -> int:
+    """Copies every file under `source` into `destination` (top-level `last` at the very end);
+    returns the number of files. Every entry is checked before the first byte is written."""
+    if source_fs.is_link(source):
+        raise UnsafeEntryError(f"{source}: a symbolic link; refusing to copy it (links are "
+                               f"never followed)")
+    if not source_fs.isdir(source):
+        raise ModelBaseError(f"{source}: not found or not a folder")
+    plan = [(entry, _checked_parts(entry, source)) for entry in source_fs.entries(source)]
+    plan.sort(key=lambda item: item[1] == [last])  # stable: only `last` moves to the end
+    if not any(entry.kind == FILE for entry, _ in plan):
+        raise ModelBaseError(f"{source}: no files to copy")
+    destination_fs.makedirs(destination)
+    for entry, parts in plan:
+        target = destination_fs.join(destination, *parts)
+        if not destination_fs.inside(destination, target):
+            raise UnsafeEntryError(f"{entry.path}: would be copied to {target}, outside "
+                                   f"{destination}; refusing")
+        if entry.kind == DIR:
+            destination_fs.makedirs(target)
+            continue
+        destination_fs.makedirs(destination_fs.join(destination, *parts[:-1]))
+        _copy_file(source_fs, entry.path, destination_fs, target)
+    return sum(entry.kind == FILE for entry, _ in plan)
+
+
+def publish_version(source: str, base: str, version: int, last: str = "",
+                    check: Callable[[str], None] | None = None, replace: bool = False,
+                    source_fs: Filesystem | None = None,
+                    base_fs: Filesystem | None = None) -> str:
+    """Copies the folder `source` to `<base>/<version>` through a staging folder and a rename.
+
+    `check(staging_path)` may raise to refuse the copy before it becomes a version; `replace`
+    swaps out an existing version (which is missing for an instant: TF Serving may notice).
+    Returns the version's path; on any error nothing new is left in `base`.
+    """
+    source_fs = source_fs or filesystem_for(source)
+    base_fs = base_fs or filesystem_for(base)
+    final = base_fs.join(base, str(int(version)))
+    if base_fs.exists(final) and not replace:
+        raise ModelBaseError(f"{final} already exists; refusing to overwrite a published version")
+    base_fs.makedirs(base)
+    tag = uuid.uuid4().hex[:8]
+    staging = base_fs.join(base, f"{contract.STAGING_PREFIX}{version}-{tag}")
+    try:
+        copy_tree(source_fs, source, base_fs, staging, last=last)
+        if check is not None:
+            check(staging)
+        if base_fs.exists(final):
+            replaced = base_fs.join(base, f"{contract.STAGING_PREFIX}{version}-{tag}-replaced")
+            base_fs.rename(final, replaced)
+            try:
+                base_fs.rename(staging, final)
+            except BaseException:
+                base_fs.rename(replaced, final)  # put the previous copy back
+                raise
+            base_fs.remove(replaced)
+        else:
+            base_fs.rename(staging, final)
+    finally:
+        if base_fs.exists(staging):
+            base_fs.remove(staging)
+    return final
+
+
+def describe_error(error: BaseException) -> str:
+    """An OSError as "strerror: filename", anything else as its message."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error) or type(error).__name__
+
+
+def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: int) -> list[str]:
+    """Publishes every (source folder, base path, last file) as `<base>/<version>`: all or none.
+
+    Each source is first copied into a staging folder of its base path; only when every copy
+    succeeded are they renamed to the version, one after the other. On any failure the staging
+    folders and the versions this call already renamed are removed, so each base path holds
+    exactly what it held before, and the error names the base path and what failed.
+    """
+    staged: list[tuple[Filesystem, str, str]] = []  # (filesystem, staging, final)
+    published: list[tuple[Filesystem, str]] = []
+    current = ""
+    try:
+        for source, base, last in sources:
+            current = base
+            fs = filesystem_for(base)
+            final = fs.join(base, str(int(version)))
+            if fs.exists(final):
+                raise ModelBaseError(f"{final} already exists; refusing to overwrite a "
+                                     f"published version")
+            fs.makedirs(base)
+            staging = fs.join(base, f"{contract.STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+            staged.append((fs, staging, final))
+            copy_tree(filesystem_for(source), source, fs, staging, last=last)
+        for fs, staging, final in staged:
+            current = posixpath.dirname(final.rstrip("/"))
+            fs.rename(staging, final)
+            published.append((fs, final))
+    except BaseException as error:
+        for fs, final in published:
+            fs.remove(final)
+        for fs, staging, _ in staged:
+            if fs.exists(staging):
+                fs.remove(staging)
+        if isinstance(error, UnsafeEntryError):
+            raise
+        if isinstance(error, OSError | ModelBaseError):
+            others = ", ".join(base for _, base, _ in sources if base != current)
+            reason = describe_error(error)
+            raise ModelBaseError(
+                f"{current}: could not publish version {version} ({reason}); nothing was pushed"
+                + (f" (nothing left in {others} either)" if others else "")) from error
+        raise
+    return [final for _, final in published]

@@ -1,0 +1,1 @@
+"""Helpers the tests share, imported as a normal package (`from tests.support import ...`)."""

@@ -1,0 +1,39 @@
+"""Training-time augmentation: every output is a small shift (and maybe mirror) of its input."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from modules import contract, data
+
+
+def _windows(image: np.ndarray) -> list[np.ndarray]:
+    pad = data.TRANSLATE_PIXELS
+    padded = np.pad(image, [(pad, pad), (pad, pad), (0, 0)], mode="reflect")
+    height, width = contract.IMAGE_HEIGHT, contract.IMAGE_WIDTH
+    return [padded[i:i + height, j:j + width]
+            for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+
+
+def test_each_image_is_a_shifted_or_mirrored_copy_of_itself():
+    images = np.random.default_rng(1).random((32, *contract.IMAGE_SHAPE)).astype("float32")
+    augmented = data.augment_batch(tf.constant(images), seed=3).numpy()
+    assert augmented.shape == images.shape
+    flipped = 0
+    for original, result in zip(images, augmented, strict=False):
+        plain = any(np.array_equal(result, w) for w in _windows(original))
+        mirrored = any(np.array_equal(result[:, ::-1], w) for w in _windows(original))
+        assert plain or mirrored
+        flipped += mirrored and not plain
+    assert 0 < flipped < len(images)  # both kinds occur
+
+
+def test_evaluation_batches_are_left_alone_and_training_batches_keep_their_shape():
+    images = np.random.default_rng(2).random((16, *contract.IMAGE_SHAPE)).astype("float32")
+    labels = np.arange(16) % contract.NUM_CLASSES
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    x_eval, y_eval = next(iter(data.make_batches(dataset, 16, training=False)))
+    np.testing.assert_array_equal(x_eval.numpy(), images)
+    np.testing.assert_array_equal(y_eval.numpy().argmax(axis=1), labels)
+    x_train, _ = next(iter(data.make_batches(dataset, 8, training=True, seed=0)))
+    assert x_train.shape == (8, *contract.IMAGE_SHAPE)

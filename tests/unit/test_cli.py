@@ -1,0 +1,161 @@
+"""`cifar10-tfx`: one click group, one-line usage errors, and the flag checks `run` and
+`compile-kfp` share (issue #16: --beam-workers -2, --trainer-memory 0, a missing
+--hyperparameters-dir).
+
+Every bad flag is refused before anything is downloaded, compiled or run, so these are fast.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cli import logs
+from cli.main import main
+from pipeline import configs
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMANDS = ("run", "compile-kfp", "download", "report", "predict", "download-model")
+KFP_BASE = ["compile-kfp", "--pipeline-root", "gs://b/root", "--data-root", "gs://b/data",
+            "--image", "registry/cifar10-tfx:1"]
+
+
+@pytest.fixture(autouse=True)
+def _keep_pytest_logging(monkeypatch):
+    """The commands set up logging for a terminal; pytest's capture should stay as it is."""
+    monkeypatch.setattr(logs, "configure", lambda verbose=False: None)
+
+
+def _one_error_line(capsys) -> str:
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert f"\n  {command} " in out, out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Usage: cifar10-tfx {command} ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nonsense"], "unknown command 'nonsense'"),
+    ([], "a command is required"),
+    (["run", "--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
+    (["run", "--tflite-mode", "int4"], "argument --tflite-mode: invalid choice: 'int4'"),
+    (["run", "--runner", "flink"], "unrecognized arguments: --runner flink"),
+    (["run", "--epochs"], "argument --epochs: expected one argument"),
+    (["predict"], "the following arguments are required: PATH..."),
+    (["predict", "a.png", "--version", "1", "--label", "x"],
+     "argument --label: not allowed with argument --version"),
+    (["predict", "a.png", "--rest", "http://h:8501", "--grpc", "h:8500"],
+     "argument --grpc: not allowed with argument --rest"),
+    (["predict", "a.png", "--bogus"], "unrecognized arguments: --bogus"),
+    (["download", "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+])
+def test_usage_errors_are_one_line_with_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in _one_error_line(capsys)
+
+
+# --- issue #16: one set of rules for run and compile-kfp -------------------------------------
+
+@pytest.mark.parametrize("command, output_flag", [(["run"], "--output-dir"),
+                                                  (KFP_BASE, "--output")])
+def test_negative_beam_workers_is_refused(command, output_flag, capsys, tmp_path):
+    output = str(tmp_path / "out")
+    assert main([*command, "--beam-workers", "-2", output_flag, output]) == 2
+    line = _one_error_line(capsys)
+    assert "--beam-workers -2" in line and "beam_workers must be >= 0" in line, line
+    assert os.listdir(tmp_path) == []  # nothing downloaded, run or compiled
+
+
+@pytest.mark.parametrize("command", [["run"], KFP_BASE])
+def test_missing_hyperparameters_dir_is_refused(command, capsys, tmp_path):
+    missing = tmp_path / "no-such-search"
+    assert main([*command, "--hyperparameters-dir", str(missing)]) == 2
+    line = _one_error_line(capsys)
+    assert f"--hyperparameters-dir {missing}" in line and "is not a folder" in line, line
+
+
+@pytest.mark.parametrize("flag", ["--trainer-memory", "--trainer-cpu"])
+@pytest.mark.parametrize("value", ["0", "-4"])
+def test_zero_or_negative_trainer_resources_are_refused(flag, value, capsys, tmp_path):
+    output = tmp_path / "spec.json"
+    assert main([*KFP_BASE, flag, value, "--output", str(output)]) == 2
+    line = _one_error_line(capsys)
+    assert f"argument {flag}: invalid value '{value}': must be more than 0" in line, line
+    assert not output.exists()
+
+
+def test_the_rules_live_in_pipeline_config(tmp_path):
+    with pytest.raises(configs.ConfigError) as error:
+        configs.PipelineConfig(beam_workers=-2)
+    assert (error.value.setting, error.value.value) == ("beam_workers", -2)
+    with pytest.raises(configs.ConfigError) as error:
+        configs.PipelineConfig(hyperparameters_dir=str(tmp_path / "missing"))
+    assert error.value.setting == "hyperparameters_dir"
+    # What a cluster would read is not checked here: a URL, or a folder that exists.
+    configs.PipelineConfig(hyperparameters_dir="gs://bucket/tuner/best_hyperparameters")
+    configs.PipelineConfig(hyperparameters_dir=str(tmp_path), beam_workers=0)
+
+
+def test_run_with_a_folder_without_the_batches_fails_with_status_1(capsys, tmp_path):
+    assert main(["run", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")]) == 1
+    assert _one_error_line(capsys) == (f"error: {tmp_path} does not hold cifar-10-batches-bin/ "
+                                       "(the unpacked official cifar-10-binary.tar.gz).")
+
+
+def test_download_model_and_report_failures_are_one_line_with_status_1(capsys, tmp_path):
+    missing = tmp_path / "no-such-base"
+    assert main(["download-model", str(missing), str(tmp_path / "dest")]) == 1
+    assert str(missing) in _one_error_line(capsys)
+    assert not (tmp_path / "dest").exists()
+    assert main(["report", "--output-dir", str(tmp_path)]) == 1
+    assert "no ML Metadata database" in _one_error_line(capsys)
+
+
+# --- the entry points as a user runs them --------------------------------------------------
+
+def _python(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=PROJECT_DIR, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_local_runner_is_cifar10_tfx_run(tmp_path):
+    bad = _python("local_runner.py", "--beam-workers", "-2", "--output-dir", str(tmp_path))
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: --beam-workers -2: beam_workers must be >= 0 (0: one per CPU core, "
+        "1: in-process)"]
+    helped = _python("local_runner.py", "--help")
+    assert helped.returncode == 0 and "--data-dir" in helped.stdout
+    assert "Usage: local_runner.py [OPTIONS]" in helped.stdout
+
+
+def test_kubeflow_runner_is_cifar10_tfx_compile_kfp():
+    bad = _python("kubeflow_runner.py", *KFP_BASE[1:], "--trainer-memory", "0")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: argument --trainer-memory: invalid value '0': must be more than 0 GiB (leave "
+        "it out for the cluster's default) (see --help)"]
+
+
+def test_python_m_cli_is_the_console_script():
+    result = _python("-m", "cli", "nonsense")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: unknown command 'nonsense': choose one of " + ", ".join(COMMANDS)
+        + " (see cifar10-tfx --help)"]

@@ -1,0 +1,94 @@
+"""The network: shapes, probabilities, size budget, and the tuner's search space."""
+from __future__ import annotations
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from modules import contract, model, training
+
+
+def test_output_is_ten_probabilities_per_image():
+    net = model.build_model()
+    out = net(np.random.rand(5, *contract.IMAGE_SHAPE).astype("float32"), training=False)
+    assert out.shape == (5, contract.NUM_CLASSES)
+    np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_has_batchnorm_and_dropout_and_stays_under_a_million_parameters():
+    net = model.build_model()
+    kinds = {type(layer).__name__ for layer in net.layers}
+    assert {"BatchNormalization", "Dropout", "Conv2D"} <= kinds
+    assert net.count_params() < 1_000_000
+
+
+def test_compiles_and_trains_a_step():
+    net = model.compile_model(model.build_model({"base_filters": 8}), None, total_steps=10)
+    x = np.random.rand(8, *contract.IMAGE_SHAPE).astype("float32")
+    y = keras.utils.to_categorical(np.arange(8) % 10, contract.NUM_CLASSES)
+    history = net.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_search_space_covers_filters_dropout_and_learning_rate():
+    hp = keras_tuner.HyperParameters()
+    values = training.search_space(hp)
+    assert {"base_filters", "dropout", "learning_rate"} <= set(values)
+    assert set(model.DEFAULT_HPARAMS) == set(values)
+
+
+def _smooth_images(count: int = 64) -> np.ndarray:
+    """Correlated, image-like pixels (neighbours alike), so whitening has something to undo."""
+    rng = np.random.default_rng(0)
+    noise = rng.random((count, 33, 33, 3))
+    images = (noise[:, 1:, 1:] + noise[:, :-1, :-1] + noise[:, 1:, :-1] + noise[:, :-1, 1:]) / 4
+    return (0.5 * images + 0.5 * images.mean(axis=3, keepdims=True)).astype("float32")
+
+
+def test_whitening_stem_decorrelates_patches_and_stays_frozen():
+    images = _smooth_images()
+    net = model.build_model()
+    model.fit_whitening(net, images)
+    stem = net.get_layer("whitening")
+    assert not stem.trainable
+    features = np.asarray(stem(images)).reshape(-1, stem.filters)
+    half = features[:, : stem.filters // 2]  # the other half is its negative
+    np.testing.assert_allclose(features[:, stem.filters // 2:], -half, atol=1e-4)
+    np.testing.assert_allclose(half.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(half, rowvar=False), np.eye(half.shape[1]), atol=0.05)
+
+
+def test_whitening_rejects_a_batch_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="Whitening needs a batch of images"):
+        model.whitening_weights(np.zeros((4, 28, 28, 1)))
+
+
+def test_block_convolutions_start_as_identity_on_their_first_channels():
+    kernel = np.asarray(model.build_model().get_layer("block2_conv2").kernel)
+    channels = kernel.shape[2]
+    centre = kernel[1, 1, :, :channels]
+    np.testing.assert_array_equal(centre, np.eye(channels))
+    assert not kernel[0, 0, :, :channels].any()
+
+
+def test_optimizer_scales_batchnorm_bias_gradients_and_adds_l2():
+    beta = keras.Variable(np.ones(3, "float32"), name="beta")
+    kernel = keras.Variable(np.ones(3, "float32"), name="kernel")
+    optimizer = model.WhitenedNetSGD(learning_rate=0.01, l2=0.5, bias_gradient_scale=10.0)
+    optimizer.apply([np.full(3, 0.1, "float32")] * 2, [beta, kernel])
+    np.testing.assert_allclose(np.asarray(beta), 1 - 0.01 * (10 * 0.1 + 0.5), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(kernel), 1 - 0.01 * (0.1 + 0.5), rtol=1e-5)
+
+
+def test_compiled_model_saves_and_loads_with_its_optimizer(tmp_path):
+    net = model.compile_model(model.build_model({"base_filters": 8}), None, total_steps=10,
+                              batch_size=8)
+    x = np.random.rand(8, *contract.IMAGE_SHAPE).astype("float32")
+    y = keras.utils.to_categorical(np.arange(8) % 10, contract.NUM_CLASSES)
+    net.fit(x, y, epochs=1, verbose=0)
+    net.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded.optimizer, model.WhitenedNetSGD)
+    assert loaded.optimizer.l2 == pytest.approx(model.DEFAULT_HPARAMS["weight_decay"])
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0), atol=1e-5)
