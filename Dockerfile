@@ -3,10 +3,16 @@
 #
 #   docker build -t REGISTRY/cifar10-tfx:TAG . && docker push REGISTRY/cifar10-tfx:TAG
 #
-# The official TFX image brings Python, TFX 1.16.0 and Apache Beam's worker boot program
-# (/opt/apache/beam/boot, its ENTRYPOINT, which Beam workers need: keep it). KFP and Vertex AI
-# start steps with an explicit command, so the ENTRYPOINT does not get in their way.
-FROM tensorflow/tfx:1.16.0
+# Python 3.11 on Debian 12 (bookworm): the Python and OS the lock requirements/constraints.txt was
+# resolved and tested on, so the install below is exactly the tested one. (tensorflow/tfx:1.16.0
+# runs Python 3.10, where the lock cannot resolve: tensorflow-metadata 1.16.1 wants protobuf<4.21
+# there.) tests/unit/test_docker_install.py checks that the FROM lines and the lock agree, and
+# resolves the lock for this Python against the package index.
+
+# Apache Beam's worker boot program, from the SDK image of the lock's apache-beam and this Python.
+FROM apache/beam_python3.11_sdk:2.59.0 AS beam
+
+FROM python:3.11.10-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -17,20 +23,36 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --gid 10001 pipeline \
     && useradd --uid 10001 --gid 10001 --create-home --shell /bin/bash pipeline
 
+# /opt/apache/beam/boot starts a Beam SDK worker (the ENTRYPOINT below).
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+
 WORKDIR /pipeline
 
 # Dependencies first, from the lock alone: this layer is rebuilt only when the lock or setup.py
 # change, not on every code edit. Same command as the README install (tfx declares
-# Requires-Python <3.11; the lock is known to work past it).
+# Requires-Python <3.11; the lock is known to work past it). A few pins are sdists, two of them
+# C/C++ (crcmod, pyfarmhash): g++ is there only while pip builds them, removed in the same layer.
 COPY requirements/constraints.txt requirements/constraints.txt
 COPY setup.py setup.py
-RUN PIP_IGNORE_REQUIRES_PYTHON=1 python -m pip install --no-cache-dir \
-        -c requirements/constraints.txt .
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++=4:12.2.0-3 \
+    && PIP_IGNORE_REQUIRES_PYTHON=1 python -m pip install --no-cache-dir \
+        -c requirements/constraints.txt . \
+    && python -m pip check \
+    && apt-get purge -y --auto-remove g++ \
+    && rm -rf /var/lib/apt/lists/*
 
 # The sources, owned by root and read-only for the user that runs them. The executors import
-# pipeline, components and modules from here (PYTHONPATH), and ImportSchemaGen reads
-# /pipeline/pipeline/schema/schema.pbtxt (kubeflow_runner.py --schema-file default).
+# pipeline, components, modules (and the other packages) from here (PYTHONPATH), and
+# ImportSchemaGen reads /pipeline/pipeline/schema/schema.pbtxt (kubeflow_runner.py --schema-file
+# default).
 COPY . .
 ENV PYTHONPATH=/pipeline \
     HOME=/home/pipeline
 USER 10001:10001
+
+# Beam workers (Dataflow's sdk_container_image, Flink/Spark DOCKER or EXTERNAL --worker_pool)
+# start the image through its ENTRYPOINT, which must be Beam's boot. KFP and Vertex AI replace it:
+# every step's spec sets the container command (python -m tfx.orchestration.kubeflow.v2...).
+# To run something else: docker run --entrypoint python IMAGE -c '...'
+ENTRYPOINT ["/opt/apache/beam/boot"]
