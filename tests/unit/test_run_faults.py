@@ -1,0 +1,275 @@
+"""`cifar10-tfx run` refusing what would fail late or write in the wrong place (issues #16, #20).
+
+Every case goes through the command itself (cli.main, in-process) and asserts the exact outcome:
+the exit code, ONE `error: ...` line naming the flag or file and what is wrong, and that nothing
+outside the intended folder changed (a `victim` folder is compared before and after). All are
+refused before TensorFlow or TFX is imported, so these tests take seconds.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import logs
+from cli import run as run_module
+from cli.main import main
+from modules import contract
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+RECORDS_PER_FILE = 20  # 18 train + 2 eval per batch file: 90 training records in all
+
+
+@pytest.fixture(autouse=True)
+def _keep_pytest_logging(monkeypatch):
+    monkeypatch.setattr(logs, "configure", lambda verbose=False: None)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """A CIFAR-10 binary layout of real-format records (label byte + 3072 pixel bytes)."""
+    folder = tmp_path / "data" / contract.BATCHES_DIR
+    folder.mkdir(parents=True)
+    for name in (*contract.TRAIN_BATCH_FILES, contract.TEST_BATCH_FILE):
+        (folder / name).write_bytes(bytes(contract.RECORD_BYTES * RECORDS_PER_FILE))
+    return folder.parent
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    folder = tmp_path / "victim"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "keep.txt").write_text("mine")
+    (folder / "sub" / "model.tflite").write_bytes(b"\0" * 10)
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def run(capsys, *argv: str) -> tuple[int, str]:
+    """`cifar10-tfx run ARGV`: the exit code and its one stderr line (asserted to be one).
+
+    --batch-size 8 fits the 90 training records (a later --batch-size wins)."""
+    code = main(["run", "--batch-size", "8", *argv])
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return code, lines[0]
+
+
+def test_batch_size_larger_than_the_training_data_is_refused_before_any_component(
+        tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out),
+                     "--batch-size", "91")
+    assert code == 2
+    assert line == (f"error: --batch-size 91: batch_size is larger than the 90 training records "
+                    f"in {data_dir} (after the eval fraction 0.1 is held out)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("make", ["file", "file_above", "read_only"])
+def test_output_dir_that_is_a_file_or_read_only(tmp_path, data_dir, victim, capsys, make):
+    before = snapshot(victim)
+    target = {"file": victim / "keep.txt", "file_above": victim / "keep.txt" / "out",
+              "read_only": Path("/proc/1/cifar10-out")}[make]
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(target))
+    assert code == 2 and line.startswith(f"error: --output-dir {target}: output_dir ")
+    assert line.endswith({"file": "is an existing file, not a folder",
+                          "file_above": f"is inside {victim / 'keep.txt'}, which is an existing "
+                                        "file, not a folder",
+                          "read_only": "would be created in /proc/1, which is not writable"}[make])
+    assert snapshot(victim) == before
+
+
+@pytest.mark.parametrize("name", ["out*", "out?", "out[1]"])
+def test_glob_characters_in_output_dir_are_refused(tmp_path, data_dir, capsys, name):
+    out = tmp_path / name
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out))
+    assert code == 2 and line.startswith(f"error: --output-dir {out}: output_dir holds a glob "
+                                         "character (*, ? or [)")
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
+@pytest.mark.parametrize("tflite", ["same", "inside", "holding"])
+def test_serving_and_tflite_folders_must_not_overlap(tmp_path, data_dir, capsys, tflite):
+    serving = tmp_path / "models"
+    tflite_dir = {"same": serving, "inside": serving / "tflite", "holding": tmp_path}[tflite]
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "o"),
+                     "--serving-dir", str(serving), "--tflite-dir", str(tflite_dir))
+    assert code == 2 and line.startswith(f"error: --tflite-dir {tflite_dir}: tflite_dir must be "
+                                         "neither serving_dir nor inside it")
+    # The same folders are fine when no .tflite is pushed.
+    code, line = run(capsys, "--data-dir", str(tmp_path / "missing"), "--no-tflite",
+                     "--serving-dir", str(serving), "--tflite-dir", str(tflite_dir))
+    assert code == 1 and "does not hold cifar-10-batches-bin" in line
+
+
+@pytest.mark.parametrize("flag, url", [
+    ("--serving-dir", "s3://bucket/models"), ("--tflite-dir", "s3://bucket/tflite"),
+    ("--output-dir", "gs://bucket/outputs"), ("--output-dir", "s3://bucket/outputs")])
+def test_bucket_paths_are_refused_when_they_cannot_work_here(tmp_path, data_dir, capsys,
+                                                             monkeypatch, flag, url):
+    monkeypatch.chdir(tmp_path)
+    code, line = run(capsys, "--data-dir", str(data_dir), flag, url)
+    assert code == 2 and line.startswith(f"error: {flag} {url}: ")
+    assert ("no filesystem for s3:// is installed here" in line if flag != "--output-dir"
+            else "output_dir must be a local folder for a local run" in line)
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # no ./s3:/ or ./gs:/ folder
+
+
+def test_gs_push_folders_stay_urls(tmp_path, capsys, monkeypatch):
+    """gs:// has a TensorFlow filesystem: accepted, and never turned into ./gs:/bucket/models."""
+    monkeypatch.chdir(tmp_path)
+    code, line = run(capsys, "--data-dir", str(tmp_path / "nothing"), "--output-dir",
+                     str(tmp_path / "o"), "--serving-dir", "gs://bucket/models",
+                     "--tflite-dir", "gs://bucket/tflite")
+    assert code == 1 and "does not hold cifar-10-batches-bin" in line  # flags passed
+    assert sorted(os.listdir(tmp_path)) == []
+    settings = dict(output_dir=str(tmp_path / "o"), serving_dir="gs://bucket/models")
+    from cli import options
+
+    assert options.build_config(local=True, **settings).serving_dir == "gs://bucket/models"
+
+
+def test_corrupt_metadata_store_is_one_line_and_left_alone(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    store = out / contract.METADATA_FILE
+    store.write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    before = snapshot(out)
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out))
+    assert code == 1
+    assert line.startswith(f"error: {store} is not a usable ML Metadata database (")
+    assert line.endswith("move it away to start a new store (the cache and run history start "
+                         "over), or use another --output-dir")
+    after = snapshot(out)
+    after.pop(run_module.LOCK_FILE)
+    assert after == before
+
+
+def test_a_second_run_on_a_busy_output_dir_stops_at_once(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / run_module.LOCK_FILE, "w") as held:  # what a running run holds
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out))
+    assert code == 1
+    assert line == (f"error: {out} is in use by another run (process 4242 holds "
+                    f"{out / run_module.LOCK_FILE}): wait for it to finish, or use another "
+                    "--output-dir")
+    assert sorted(os.listdir(out)) == [run_module.LOCK_FILE]
+
+
+def test_the_lock_goes_with_a_crashed_run(tmp_path):
+    """flock is the kernel's: a run killed with SIGKILL leaves no lock behind."""
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cli.run import lock_output_dir; "
+         f"lock = lock_output_dir({str(out)!r}); print('locked', flush=True); time.sleep(60)"],
+        cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(Exception, match="is in use by another run"):
+            run_module.lock_output_dir(str(out))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    run_module.lock_output_dir(str(out)).close()
+
+
+def test_report_to_a_file_is_one_line(tmp_path, victim, capsys):
+    before = snapshot(victim)
+    assert main(["report", "--output-dir", str(tmp_path), "--to", str(victim / "keep.txt")]) == 1
+    _, err = capsys.readouterr()
+    assert err.strip() == f"error: --to {victim / 'keep.txt'} is an existing file, not a folder"
+    assert snapshot(victim) == before
+    assert main(["report", "--output-dir", str(tmp_path), "--to", "/proc/1/report"]) == 1
+    _, err = capsys.readouterr()
+    assert err.strip() == ("error: --to /proc/1/report would be created in /proc/1, which is "
+                           "not writable")
+
+
+def test_the_summary_reads_its_own_runs_artifacts(tmp_path):
+    """Two runs in one store: each run's outcome is its own push, not the newest in the store."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from reports import runs
+
+    path = str(tmp_path / contract.METADATA_FILE)
+    connection = pb.ConnectionConfig()
+    connection.sqlite.filename_uri = path
+    store = metadata_store.MetadataStore(connection)
+    run_type = store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+    pushed_type = store.put_artifact_type(pb.ArtifactType(name="PushedModel"))
+    execution_type = store.put_execution_type(pb.ExecutionType(name="Pusher"))
+    for run_id, version in (("run-a", 1), ("run-b", 2)):  # run-b pushes after run-a
+        [context_id] = store.put_contexts([pb.Context(type_id=run_type, name=run_id)])
+        pushed = pb.Artifact(type_id=pushed_type, uri=f"/p/{version}", state=pb.Artifact.LIVE)
+        pushed.custom_properties[contract.PUSHED_PROPERTY].int_value = 1
+        pushed.custom_properties[contract.PUSHED_VERSION_PROPERTY].int_value = version
+        execution = pb.Execution(type_id=execution_type,
+                                 last_known_state=pb.Execution.COMPLETE)
+        store.put_execution(execution, [(pushed, pb.Event(type=pb.Event.OUTPUT))],
+                            [pb.Context(id=context_id, type_id=run_type, name=run_id)])
+    del store
+    assert runs.latest_outcome(path, run_id="run-a").pushed_version == 1
+    assert runs.latest_outcome(path, run_id="run-b").pushed_version == 2
+    assert runs.latest_outcome(path).pushed_version == 2  # no run named: the newest
+
+
+def test_a_bucket_data_dir_is_refused_not_made_local(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, line = run(capsys, "--data-dir", "gs://bucket/cifar10", "--output-dir",
+                     str(tmp_path / "o"))
+    assert code == 1 and line.startswith("error: --data-dir gs://bucket/cifar10: a local run "
+                                         "reads the data from a local folder")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("extra", [[], ["--list-runs"]])
+def test_report_on_a_corrupt_metadata_store_is_one_line(tmp_path, capsys, extra):
+    store = tmp_path / contract.METADATA_FILE
+    store.write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    assert main(["report", "--output-dir", str(tmp_path), *extra]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith(f"error: {store} is not a usable ML Metadata database (")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert store.read_bytes() == b"SQLite format 3\0" + b"\xff" * 4000
+
+
+def test_a_ctrl_c_that_python_drops_is_raised_again(capsys):
+    """Ctrl-C landing in a __del__ (or a weakref callback) is dropped by Python with an
+    "Exception ignored" traceback; the run's guard raises it again, silently (issue #16)."""
+    import signal
+    import time
+
+    from cli.interrupted import InterruptGuard
+
+    class Collected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # the handler runs here, inside __del__
+            sum(range(1000))
+
+    reached = None
+    with pytest.raises(KeyboardInterrupt):
+        with InterruptGuard():
+            Collected()  # collected at once: the interrupt is raised inside __del__ and dropped
+            reached = time.monotonic()
+            while time.monotonic() - reached < 5:
+                time.sleep(0.05)
+    assert reached is not None  # the first interrupt was indeed dropped, the second was not
+    assert "Exception ignored" not in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,0 +1,285 @@
+"""The ServingPusher's executor on real folders: what it pushes, and what it never touches."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tfx.types import standard_artifacts
+
+from components.artifacts import TFLiteModel
+from components.serving_pusher import executor
+from modules import contract, export
+from serving import model_base
+
+
+def contents(root: Path) -> dict:
+    """{relative path: bytes} for files and link targets, {relative path: None} for folders."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            found[key] = f"-> {os.readlink(path)}"
+        else:
+            found[key] = path.read_bytes() if path.is_file() else None
+    return found
+
+
+def fake_saved_model(folder: Path) -> Path:
+    (folder / "variables").mkdir(parents=True)
+    (folder / contract.SAVED_MODEL_FILE).write_bytes(b"graph")
+    (folder / "variables" / "variables.index").write_bytes(b"index")
+    return folder
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    folder = tmp_path / "victim"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "precious.txt").write_text("must survive")
+    (folder / "nested" / "data.bin").write_bytes(os.urandom(256))
+    return folder
+
+
+def push(tmp_path: Path, serving: Path, tflite: Path | None = None, blessed: int = 1,
+         extra_inputs: dict | None = None):
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    if not Path(export.serving_model_dir(model.uri)).exists():
+        fake_saved_model(Path(export.serving_model_dir(model.uri)))
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property(contract.BLESSED_PROPERTY, blessed)
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    inputs = {executor.MODEL_KEY: [model], executor.BLESSING_KEY: [blessing]}
+    if tflite is not None:
+        converted = TFLiteModel()
+        converted.uri = str(tmp_path / "tflite_artifact")
+        Path(converted.uri).mkdir(exist_ok=True)
+        (Path(converted.uri) / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
+        inputs[executor.TFLITE_KEY] = [converted]
+    inputs.update(extra_inputs or {})
+    executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]},
+                           {executor.SERVING_DIR_KEY: str(serving),
+                            executor.TFLITE_DIR_KEY: str(tflite or "")})
+    return pushed
+
+
+def test_pushes_both_under_one_version_and_records_it(tmp_path):
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    pushed = push(tmp_path, serving, tflite)
+    (version,) = model_base.list_versions(str(serving))
+    assert model_base.list_versions(str(tflite)) == [version]
+    assert contents(serving / str(version)) == contents(tmp_path / "model" / "Format-Serving")
+    assert (tflite / str(version) / contract.TFLITE_FILE).read_bytes() == b"flatbuffer"
+    assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 1
+    assert pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY) == version
+    assert pushed.get_string_custom_property(contract.PUSHED_DESTINATION_PROPERTY) == \
+        str(serving / str(version))
+    assert pushed.get_string_custom_property(contract.PUSHED_TFLITE_DESTINATION_PROPERTY) == \
+        str(tflite / str(version))
+    assert sorted(os.listdir(serving)) == [str(version)]  # no staging left
+
+
+def test_unblessed_model_pushes_nothing(tmp_path):
+    pushed = push(tmp_path, tmp_path / "serving", blessed=0)
+    assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 0
+    assert not (tmp_path / "serving").exists()
+
+
+def test_stale_staging_is_removed_and_versions_keep_rising(tmp_path):
+    serving = tmp_path / "serving"
+    (serving / f"{contract.STAGING_PREFIX}5-deadbeef" / "variables").mkdir(parents=True)
+    (serving / "9999999999").mkdir()  # a version from the future: the next one goes above it
+    push(tmp_path, serving)
+    assert sorted(os.listdir(serving)) == ["10000000000", "9999999999"]
+
+
+@pytest.mark.parametrize("base", ["serving", "tflite"])
+def test_a_staging_named_link_is_unlinked_not_followed(tmp_path, victim, base):
+    """A link named like a crashed push's staging folder: removing it must not empty its target."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    (tmp_path / base).mkdir()
+    link = tmp_path / base / f"{contract.STAGING_PREFIX}attack"
+    link.symlink_to(victim, target_is_directory=True)
+    before = contents(victim)
+    push(tmp_path, serving, tflite)
+    assert contents(victim) == before
+    assert not os.path.lexists(link)
+    assert len(model_base.list_versions(str(serving))) == 1
+
+
+def test_a_model_holding_a_link_is_refused_and_nothing_is_pushed(tmp_path, victim):
+    source = fake_saved_model(Path(export.serving_model_dir(str(tmp_path / "model"))))
+    (source / "variables" / "stolen.txt").symlink_to(victim / "precious.txt")
+    before = contents(victim)
+    with pytest.raises(model_base.UnsafeEntryError, match="stolen.txt: a symbolic link"):
+        push(tmp_path, tmp_path / "serving")
+    assert contents(victim) == before
+    assert not (tmp_path / "serving").exists()  # as before the push
+
+
+def test_publish_version_refuses_to_overwrite(tmp_path):
+    source = fake_saved_model(tmp_path / "source")
+    base = tmp_path / "base"
+    model_base.publish_version(str(source), str(base), 7, last=contract.SAVED_MODEL_FILE)
+    with pytest.raises(model_base.ModelBaseError, match="already exists"):
+        model_base.publish_version(str(source), str(base), 7)
+    assert os.listdir(base) == ["7"]
+
+
+def test_saved_model_pb_is_copied_last(tmp_path):
+    source = fake_saved_model(tmp_path / "source")
+    (source / "zzz.txt").write_text("sorted after saved_model.pb")
+    copied = []
+
+    class RecordingFilesystem(model_base.LocalFilesystem):
+        def open(self, path, mode):
+            if "w" in mode:
+                copied.append(os.path.basename(path))
+            return super().open(path, mode)
+
+    model_base.copy_tree(model_base.LocalFilesystem(), str(source), RecordingFilesystem(),
+                         str(tmp_path / "copy"), last=contract.SAVED_MODEL_FILE)
+    assert copied[-1] == contract.SAVED_MODEL_FILE and len(copied) == 3
+
+
+def test_remote_base_path_through_fsspec(tmp_path):
+    """s3:// without tensorflow-io goes through fsspec; its memory:// filesystem stands in."""
+    source = fake_saved_model(tmp_path / "source")
+    base = "memory://pusher-test/serving"
+    fs = model_base.filesystem_for(base)
+    assert isinstance(fs, model_base.FsspecFilesystem)
+    try:
+        model_base.remove_stale_staging(base)  # a missing base is fine
+        fs.makedirs(f"{base}/{contract.STAGING_PREFIX}1-stale")
+        fs.makedirs(base)
+        with fs.open(f"{base}/{contract.STAGING_PREFIX}1-stale/{contract.SAVED_MODEL_FILE}",
+                     "wb") as f:
+            f.write(b"half")
+        model_base.remove_stale_staging(base)
+        final = model_base.publish_version(str(source), base, 3, last=contract.SAVED_MODEL_FILE)
+        assert final == f"{base}/3"
+        assert model_base.list_versions(base, containing=contract.SAVED_MODEL_FILE) == [3]
+        assert fs.listdir(base) == ["3"]
+        with fs.open(f"{final}/variables/variables.index", "rb") as f:
+            assert f.read() == b"index"
+    finally:
+        fs.remove("/pusher-test")
+
+
+# --------------------------------------------------------------------------------------------
+# Issue #16: a push is both artifacts or neither
+# --------------------------------------------------------------------------------------------
+def existing_tflite_base(tmp_path: Path) -> Path:
+    """A TFLite base path holding an earlier push, to compare byte for byte afterwards."""
+    tflite = tmp_path / "tflite"
+    (tflite / "1700000000").mkdir(parents=True)
+    (tflite / "1700000000" / contract.TFLITE_FILE).write_bytes(b"older flatbuffer")
+    return tflite
+
+
+@pytest.mark.parametrize("fault", ["parent_is_a_file", "base_is_a_file"])
+def test_unwritable_serving_dir_pushes_neither(tmp_path, fault):
+    """Tests run as root, which chmod cannot stop: a path through a regular file fails for
+    everyone."""
+    tflite = existing_tflite_base(tmp_path)
+    before = contents(tflite)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file")
+    serving = blocker / "serving" if fault == "parent_is_a_file" else blocker
+    with pytest.raises(model_base.ModelBaseError) as info:
+        push(tmp_path, serving, tflite)
+    message = str(info.value)
+    assert message.startswith(f"{serving}: cannot prepare the base path (")
+    assert message.endswith("; nothing was pushed") and "\n" not in message
+    assert contents(tflite) == before
+    assert blocker.read_text() == "a regular file"
+    assert not (tmp_path / "pushed" / executor.PUSHED_MARKER_FILE).exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_serving_dir_pushes_neither(tmp_path):
+    tflite = existing_tflite_base(tmp_path)
+    before = contents(tflite)
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    serving.chmod(0o555)
+    try:
+        with pytest.raises(model_base.ModelBaseError, match=rf"^{serving}: .*nothing was pushed"):
+            push(tmp_path, serving, tflite)
+    finally:
+        serving.chmod(0o755)
+    assert contents(tflite) == before and os.listdir(serving) == []
+
+
+def test_a_failing_saved_model_copy_takes_the_staged_tflite_back(tmp_path, victim):
+    """The .tflite stages fine; the SavedModel then fails: the TFLite base is untouched."""
+    tflite = existing_tflite_base(tmp_path)
+    before = contents(tflite)
+    source = fake_saved_model(Path(export.serving_model_dir(str(tmp_path / "model"))))
+    (source / "variables" / "stolen.txt").symlink_to(victim / "precious.txt")
+    with pytest.raises(model_base.UnsafeEntryError, match="stolen.txt: a symbolic link"):
+        push(tmp_path, tmp_path / "serving", tflite)
+    assert contents(tflite) == before
+    assert not (tmp_path / "serving").exists()  # as before the push
+
+
+def test_an_existing_version_in_either_base_pushes_neither(tmp_path):
+    """The SavedModel's base is free, the TFLite one already has the version: neither."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    saved_model = fake_saved_model(tmp_path / "saved_model")
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    (converted / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
+    tflite.mkdir()
+    (tflite / "5").write_text("a file where the version folder should go")
+    before_tflite = contents(tflite)
+    expected = rf"^{tflite}: could not publish version 5 \({tflite}/5 already exists"
+    with pytest.raises(model_base.ModelBaseError, match=expected):
+        model_base.publish_versions_together(
+            [(str(saved_model), str(serving), contract.SAVED_MODEL_FILE),
+             (str(converted), str(tflite), "")], 5)
+    assert contents(tflite) == before_tflite
+    assert not serving.exists() or os.listdir(serving) == []
+
+
+def test_publish_versions_together_success_and_rename_failure(tmp_path, monkeypatch):
+    """The SavedModel is renamed into place, then the .tflite cannot be: both are gone."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    saved_model = fake_saved_model(tmp_path / "saved_model")
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    (converted / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
+    sources = [(str(saved_model), str(serving), contract.SAVED_MODEL_FILE),
+               (str(converted), str(tflite), "")]
+    assert model_base.publish_versions_together(sources, 7) == [str(serving / "7"),
+                                                                str(tflite / "7")]
+    before = (contents(serving), contents(tflite))
+
+    class FailingSecondRename(model_base.LocalFilesystem):
+        """A real local filesystem whose rename into the TFLite base fails (a full disk)."""
+
+        def rename(self, source, destination):
+            if destination.startswith(str(tflite)):
+                raise OSError(28, "No space left on device", destination)
+            super().rename(source, destination)
+
+    monkeypatch.setattr(model_base, "filesystem_for", lambda url: FailingSecondRename())
+    with pytest.raises(model_base.ModelBaseError) as info:
+        model_base.publish_versions_together(sources, 8)
+    assert str(info.value) == (
+        f"{tflite}: could not publish version 8 (No space left on device: {tflite}/8); nothing "
+        f"was pushed (nothing left in {serving} either)")
+    assert (contents(serving), contents(tflite)) == before
+
+
+def test_a_failed_push_leaves_no_new_base_path_behind(tmp_path):
+    """Neither base existed: after the failure neither exists (each is as it was)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file")
+    serving = tmp_path / "serving"  # created first, then the TFLite base fails
+    with pytest.raises(model_base.ModelBaseError, match=rf"^{blocker}/tflite: cannot prepare"):
+        push(tmp_path, serving, blocker / "tflite")
+    assert not serving.exists()
