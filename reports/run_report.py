@@ -1,8 +1,7 @@
 """The run report: what one pipeline run did and produced, from ML Metadata and its artifacts.
 
-    python -m reports.run_report --output-dir outputs               # the latest run
-    python -m reports.run_report --output-dir outputs --run RUN_ID --to /tmp/report
-    cifar10-tfx report --output-dir outputs
+    cifar10-tfx report --output-dir outputs                          # the latest run
+    cifar10-tfx report --output-dir outputs --run RUN_ID --to /tmp/report
 
 Writes report.md, report.html (self-contained: the plots are embedded) and the PNG plots into
 <output-dir>/reports/<run id>/ (or --to), and prints their paths. Sections: each component with
@@ -15,13 +14,11 @@ Markdown and as HTML; a section whose artifact is missing says so instead of fai
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import re
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from modules import contract
@@ -125,7 +122,7 @@ def component_rows(view: RunView) -> list[dict]:
                 note = "pushed nothing: the model is not blessed"
         elif node == contract.TFLITE_CONVERTER_NODE:
             made = (view.io(execution)["outputs"].get("tflite_model") or [None])[0]
-            if made is not None and not runs.custom_value(made, "converted"):
+            if made is not None and not runs.custom_value(made, contract.TFLITE_CONVERTED_PROPERTY):
                 note = "converted nothing: the model is not blessed"
         rows.append({"node": node, "state": state, "seconds": seconds,
                      "started": _clock(execution.create_time_since_epoch),
@@ -209,7 +206,7 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
     elif pushed is not None and runs.custom_value(pushed, contract.PUSHED_PROPERTY):
         outcome = (f"**Blessed and pushed** as version "
                    f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)}.")
-    elif blessing is not None and not runs.custom_value(blessing, "blessed"):
+    elif blessing is not None and not runs.custom_value(blessing, contract.BLESSED_PROPERTY):
         outcome = "**Not blessed**: nothing was pushed by this run."
     else:
         outcome = "Finished; nothing was pushed by this run."
@@ -247,7 +244,7 @@ def section_data(doc: Document, view: RunView, out_dir: str) -> None:
                                                or "?").replace("\n", "; ") + "`"])
     anomalies = view.output(contract.EXAMPLE_VALIDATOR_NODE, "anomalies")
     if anomalies is not None:
-        verdict = runs.custom_value(anomalies, "blessed")
+        verdict = runs.custom_value(anomalies, contract.BLESSED_PROPERTY)
         if verdict is None:
             doc.para(f"ExampleValidator: see `{anomalies.uri}`.")
         elif verdict:
@@ -458,7 +455,7 @@ def section_blessing(doc: Document, view: RunView, metrics: dict | None) -> None
         return
     import tensorflow_model_analysis as tfma
 
-    blessed = bool(runs.custom_value(blessing, "blessed"))
+    blessed = bool(runs.custom_value(blessing, contract.BLESSED_PROPERTY))
     stored = evaluation_config(evaluation.uri)
     baseline = stored.get("modelLocations", {}).get("baseline")
     validation = tfma.load_validation_result(evaluation.uri)
@@ -538,7 +535,7 @@ def _file_url(path: str) -> str:
 
 def _tflite_metrics(doc: Document, view: RunView) -> None:
     tflite = view.output(contract.TFLITE_CONVERTER_NODE, "tflite_model")
-    if tflite is None or not runs.custom_value(tflite, "converted"):
+    if tflite is None or not runs.custom_value(tflite, contract.TFLITE_CONVERTED_PROPERTY):
         return
     try:
         metrics = _json_file(os.path.join(tflite.uri, contract.TFLITE_METRICS_FILE))
@@ -677,53 +674,3 @@ def write_report(output_dir: str, run_id: str | None = None, to: str | None = No
         f.write(to_html(doc, to, f"CIFAR-10 pipeline run {view.run.name}"))
     paths["images"] = [os.path.join(to, name) for name in doc.images]
     return paths
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m reports.run_report",
-        description="Write a Markdown and an HTML report of a pipeline run.")
-    p.add_argument("--output-dir", default=os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "outputs"),
-        help="the pipeline's --output-dir (holds metadata.sqlite); default: %(default)s")
-    p.add_argument("--metadata", help="the ML Metadata SQLite file (default: "
-                   "<output-dir>/metadata.sqlite)")
-    p.add_argument("--run", help="pipeline run id (default: the latest run)")
-    p.add_argument("--list-runs", action="store_true", help="list the run ids and exit")
-    p.add_argument("--to", help="folder for the report (default: <output-dir>/reports/<run id>)")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The argparse entry point, kept until `cifar10-tfx report` (click) calls write_report."""
-    args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
-    metadata = args.metadata or os.path.join(output_dir, contract.METADATA_FILE)
-    try:
-        if args.list_runs:
-            if not os.path.exists(metadata):
-                raise ReportError(f"no ML Metadata database at {metadata}; run the pipeline "
-                                  f"first")
-            for run in runs.pipeline_runs(runs.open_store(metadata)):
-                print(run.name)
-            return 0
-        paths = write_report(output_dir, args.run, args.to and os.path.abspath(args.to),
-                             metadata_path=metadata)
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"Report: {paths['markdown']}")
-    print(f"        {paths['html']}")
-    for image in paths["images"]:
-        print(f"Plot:   {image}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

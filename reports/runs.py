@@ -195,7 +195,8 @@ def latest_outcome(metadata_path: str, run_id: str | None = None) -> RunOutcome:
         return custom_value(pushed, key) if was_pushed else None
 
     return RunOutcome(
-        blessed=None if blessing is None else bool(custom_value(blessing, "blessed")),
+        blessed=(None if blessing is None
+                 else bool(custom_value(blessing, contract.BLESSED_PROPERTY))),
         pushed=was_pushed,
         pushed_version=pushed_value(contract.PUSHED_VERSION_PROPERTY),
         serving_path=pushed_value(contract.PUSHED_DESTINATION_PROPERTY),

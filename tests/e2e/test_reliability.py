@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main as cifar10_tfx
 from modules import contract, export
 from reports import runs
 from tests.support.pipeline_runs import (
@@ -77,9 +78,7 @@ def test_truncated_batch_file_stops_the_run_naming_the_file(small_cifar10, tmp_p
     assert "Running launcher for" in output or "Going to run a new execution" in output
 
     # The report of the stopped run says where it stopped.
-    from reports import run_report
-
-    assert run_report.main(["--output-dir", str(run.output_dir),
+    assert cifar10_tfx(["report", "--output-dir", str(run.output_dir),
                             "--to", str(tmp_path / "rep")]) == 0
     markdown = (tmp_path / "rep" / "report.md").read_text()
     assert "**Stopped**: Cifar10ExampleGen failed" in markdown
@@ -161,9 +160,8 @@ def test_worse_second_model_is_not_blessed_and_serving_is_untouched(trained_pipe
     assert after == before  # same versions, same files, same bytes, same mtimes
 
     # The report of this run says so too.
-    from reports import run_report
-
-    assert run_report.main(["--output-dir", str(output_dir), "--to", str(tmp_path / "report")]) == 0
+    assert cifar10_tfx(["report", "--output-dir", str(output_dir),
+                        "--to", str(tmp_path / "report")]) == 0
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "Verdict: **NOT BLESSED**" in markdown
     assert "Nothing was pushed by this run." in markdown
@@ -308,9 +306,7 @@ def test_run_killed_during_training_resumes_from_the_cache(small_cifar10, tmp_pa
     assert killed["Trainer"] in (["running"], ["new"]), killed  # never finished
     assert not (output_dir / "serving_model").exists() or not entries(output_dir / "serving_model")
     del store
-    from reports import run_report
-
-    assert run_report.main(["--output-dir", str(output_dir), "--run", killed_run.name,
+    assert cifar10_tfx(["report", "--output-dir", str(output_dir), "--run", killed_run.name,
                         "--to", str(tmp_path / "killed-report")]) == 0
     markdown = (tmp_path / "killed-report" / "report.md").read_text()
     assert "**Interrupted**" in markdown

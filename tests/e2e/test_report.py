@@ -1,4 +1,4 @@
-"""The run report (`python -m reports.run_report`, `cifar10-tfx report`) and the `cifar10-tfx` CLI.
+"""The run report (`cifar10-tfx report`) and the `cifar10-tfx` CLI.
 
 The renderers and sections without a pipeline run: tests/unit/test_report_*.py.
 """
@@ -21,7 +21,7 @@ NODES = ("Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValida
 # ---- Fast checks: no pipeline run ----------------------------------------------------------------
 
 def test_missing_database_is_one_clear_line(tmp_path, capsys):
-    assert run_report.main(["--output-dir", str(tmp_path)]) == 1
+    assert cifar10_tfx(["report", "--output-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert err.startswith("error: no ML Metadata database at ")
@@ -52,7 +52,7 @@ def written_report(trained_pipeline, tmp_path_factory):
     store = runs.open_store(str(trained_pipeline.metadata_path))
     run_id = runs.pipeline_runs(store)[0].name
     folder = tmp_path_factory.mktemp("report")
-    code = run_report.main(["--output-dir", str(trained_pipeline.output_dir), "--run", run_id,
+    code = cifar10_tfx(["report", "--output-dir", str(trained_pipeline.output_dir), "--run", run_id,
                             "--to", str(folder)])
     assert code == 0
     return {"folder": folder, "run_id": run_id, "markdown": (folder / "report.md").read_text(),
@@ -130,7 +130,7 @@ def test_html_is_self_contained(written_report):
 
 @pytest.mark.e2e
 def test_unknown_run_id_is_one_clear_line(trained_pipeline, tmp_path, capsys):
-    code = run_report.main(["--output-dir", str(trained_pipeline.output_dir),
+    code = cifar10_tfx(["report", "--output-dir", str(trained_pipeline.output_dir),
                             "--run", "no-such-run", "--to", str(tmp_path / "r")])
     assert code == 1
     err = capsys.readouterr().err.strip()
