@@ -1,11 +1,4 @@
-"""`cifar10-tfx`: one entry point for everything the project does.
-
-    cifar10-tfx run --data-dir ~/.cache/cifar10        # the whole pipeline on this machine
-    cifar10-tfx download --dest ~/.cache/cifar10       # the official archive, verified
-    cifar10-tfx report --output-dir outputs            # Markdown + HTML report of the latest run
-    cifar10-tfx predict images/ --rest URL             # ask TF Serving
-    cifar10-tfx download-model SRC DEST                # a pushed version, copied locally
-    cifar10-tfx compile-kfp ...                        # Kubeflow Pipelines / Vertex AI spec
+"""`cifar10-tfx`: one entry point for everything the project does (examples in the group's help).
 
 `cifar10-tfx COMMAND --help` shows the options of each command. Usage errors are one line on
 stderr, `error: ...`, and exit with status 2; failures exit with status 1.
