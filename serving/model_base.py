@@ -4,8 +4,9 @@ download-model make.
 TF Serving loads integer-named folders only, so a version is copied into a hidden staging folder
 (`contract.STAGING_PREFIX...`) in the same base path and then renamed to its number: a server
 polling the base path never sees half a version. On a local or POSIX filesystem the rename is
-atomic; on object stores (gs://, s3://) a rename is a copy, so there the file named `last`
-(`saved_model.pb`, the file TF Serving looks for) is written after everything else.
+atomic; on object stores (gs://, s3://) a rename would copy object by object in listing order, so
+there the staged version is copied into place with the file named `last` (`saved_model.pb`, the
+file TF Serving looks for) written after everything else.
 
 Paths go through one of three filesystems: the local one (plain `os`, so that symbolic links are
 seen as links), TensorFlow's (gs://, hdfs://, ram://, file://, s3:// with tensorflow-io) and
@@ -56,6 +57,10 @@ class Entry:
 class Filesystem:
     """The few operations a base path needs; one subclass per kind of storage."""
 
+    # Whether rename() moves a folder at once. On object stores it copies object by object in
+    # listing order (saved_model.pb before variables/), so a version is published by a copy there.
+    atomic_rename = False
+
     def exists(self, path: str) -> bool:
         raise NotImplementedError
 
@@ -100,6 +105,8 @@ class Filesystem:
 class LocalFilesystem(Filesystem):
     """Local paths through `os`, which sees symbolic links as links (TensorFlow's walk follows
     them)."""
+
+    atomic_rename = True
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
@@ -354,6 +361,22 @@ def copy_tree(source_fs: Filesystem, source: str, destination_fs: Filesystem, de
     return sum(entry.kind == FILE for entry, _ in plan)
 
 
+def _promote(fs: Filesystem, staging: str, final: str, last: str) -> None:
+    """A complete staging folder becomes the version: renamed where that is atomic; elsewhere
+    copied with `last` written at the very end (a server sees no saved_model.pb before the
+    variables), then the staging folder removed."""
+    if fs.atomic_rename:
+        fs.rename(staging, final)
+        return
+    try:
+        copy_tree(fs, staging, fs, final, last=last)
+    except BaseException:
+        if fs.exists(final):
+            fs.remove(final)
+        raise
+    fs.remove(staging)
+
+
 def publish_version(source: str, base: str, version: int, last: str = "",
                     check: Callable[[str], None] | None = None, replace: bool = False,
                     source_fs: Filesystem | None = None,
@@ -380,13 +403,13 @@ def publish_version(source: str, base: str, version: int, last: str = "",
             replaced = base_fs.join(base, f"{contract.STAGING_PREFIX}{version}-{tag}-replaced")
             base_fs.rename(final, replaced)
             try:
-                base_fs.rename(staging, final)
+                _promote(base_fs, staging, final, last)
             except BaseException:
                 base_fs.rename(replaced, final)  # put the previous copy back
                 raise
             base_fs.remove(replaced)
         else:
-            base_fs.rename(staging, final)
+            _promote(base_fs, staging, final, last)
     finally:
         if base_fs.exists(staging):
             base_fs.remove(staging)
@@ -408,7 +431,7 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
     folders and the versions this call already renamed are removed, so each base path holds
     exactly what it held before, and the error names the base path and what failed.
     """
-    staged: list[tuple[Filesystem, str, str]] = []  # (filesystem, staging, final)
+    staged: list[tuple[Filesystem, str, str, str]] = []  # (filesystem, staging, final, last)
     published: list[tuple[Filesystem, str]] = []
     current = ""
     try:
@@ -421,16 +444,16 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
                                      f"published version")
             fs.makedirs(base)
             staging = fs.join(base, f"{contract.STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
-            staged.append((fs, staging, final))
+            staged.append((fs, staging, final, last))
             copy_tree(filesystem_for(source), source, fs, staging, last=last)
-        for fs, staging, final in staged:
+        for fs, staging, final, last in staged:
             current = posixpath.dirname(final.rstrip("/"))
-            fs.rename(staging, final)
+            _promote(fs, staging, final, last)
             published.append((fs, final))
     except BaseException as error:
         for fs, final in published:
             fs.remove(final)
-        for fs, staging, _ in staged:
+        for fs, staging, _, _ in staged:
             if fs.exists(staging):
                 fs.remove(staging)
         if isinstance(error, UnsafeEntryError):

@@ -145,6 +145,30 @@ def test_saved_model_pb_is_copied_last(tmp_path):
     assert copied[-1] == contract.SAVED_MODEL_FILE and len(copied) == 3
 
 
+def test_on_an_object_store_the_version_folder_gets_saved_model_pb_last(tmp_path):
+    """Where a rename is a copy (gs://, s3://), the staged version is copied into its number
+    folder with saved_model.pb at the very end: a polling server never sees it before the rest."""
+    source = fake_saved_model(tmp_path / "source")
+    written_into_version = []
+
+    class ObjectStoreLike(model_base.LocalFilesystem):
+        atomic_rename = False
+
+        def rename(self, source_path, destination):
+            raise AssertionError("an object store must not rename a version into place")
+
+        def open(self, path, mode):
+            if "w" in mode and f"{os.sep}5{os.sep}" in path:
+                written_into_version.append(os.path.relpath(path, tmp_path / "base" / "5"))
+            return super().open(path, mode)
+
+    base = str(tmp_path / "base")
+    final = model_base.publish_version(str(source), base, 5, last=contract.SAVED_MODEL_FILE,
+                                       base_fs=ObjectStoreLike())
+    assert written_into_version == ["variables/variables.index", contract.SAVED_MODEL_FILE]
+    assert os.listdir(base) == ["5"] and final == os.path.join(base, "5")
+
+
 def test_remote_base_path_through_fsspec(tmp_path):
     """s3:// without tensorflow-io goes through fsspec; its memory:// filesystem stands in."""
     source = fake_saved_model(tmp_path / "source")
