@@ -328,6 +328,8 @@ def test_run_killed_during_training_resumes_from_the_cache(small_cifar10, tmp_pa
         assert states[node] == ["complete"], (node, states)
     outcome = runs.latest_outcome(str(output_dir / "metadata.sqlite"))
     assert outcome.blessed and outcome.pushed
-    versions = [p.name for p in (output_dir / "serving_model").iterdir()]
+    pushed = sorted(p.name for p in (output_dir / "serving_model").iterdir())
+    versions = [name for name in pushed if name.isdigit()]
     assert versions == [str(outcome.pushed_version)]
+    assert pushed == [*versions, contract.MODEL_CARDS_DIR]  # the card folder, nothing else
     assert (output_dir / "serving_model" / versions[0] / "saved_model.pb").is_file()

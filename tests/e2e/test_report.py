@@ -123,7 +123,11 @@ def test_report_blessing_and_pushed_version(written_report, trained_pipeline):
 def test_html_is_self_contained(written_report):
     page = written_report["html"]
     assert page.count('src="data:image/png;base64,') == 3
-    assert not re.search(r"""(src|href)=["'](?!data:)""", page)
+    assert not re.search(r"""src=["'](?!data:)""", page)  # every image is embedded
+    # The only link out is to the pushed version's model card (a page of its own, not a resource).
+    links = re.findall(r"""href=["']([^"']+)""", page)
+    assert all(link.endswith(contract.MODEL_CARD_HTML) or link.endswith(
+        contract.MODEL_CARD_MARKDOWN) for link in links), links
     assert "<link" not in page and "<script" not in page
     assert "<strong>BLESSED</strong>" in page
 
