@@ -25,7 +25,7 @@ import click
 from cli import core, logs, options, targets
 from cli.core import Command, Float, Int, Option, usage_error
 from modules import contract
-from pipeline import beam
+from pipeline import beam, configs
 
 # Where the Dockerfile puts the sources (WORKDIR /pipeline): the schema as the image holds it.
 CONTAINER_SCHEMA_FILE = "/pipeline/pipeline/schema/schema.pbtxt"
@@ -53,9 +53,14 @@ ENV_VARS = {
     "job_endpoint": "CIFAR10_BEAM_JOB_ENDPOINT",
 }
 
+# PipelineConfig settings -> this command's flags, for error messages.
+RENAMED = {"data_root": "--data-root", "schema_path": "--schema-file", "gcp_project": "--project",
+           "gcp_region": "--region"}
+
 LOCATIONS = "locations (gs://... on Vertex AI and Dataflow)"
 TRAINING = "training and evaluation (fixed at compile time)"
-POD = "the Trainer's pod (empty: the cluster's defaults)"
+POD = ("the Trainer's pod (empty: the cluster's defaults), or with --trainer-workers > 1 its "
+       "Vertex AI replicas")
 BEAM = "Apache Beam (ExampleGen, StatisticsGen, Transform, Evaluator)"
 
 
@@ -100,13 +105,18 @@ _where, _pod, _beam = _option(LOCATIONS), _option(POD), _option(BEAM)
       help="memory limit in GiB")
 @_pod("--trainer-gpus", type=Int(), default=0, help="number of GPUs")
 @_pod("--trainer-gpu-type", help="e.g. NVIDIA_TESLA_T4 (Vertex AI) or nvidia.com/gpu (KFP)")
+@_pod("--trainer-machine-type", default=configs.DEFAULT_TRAINER_MACHINE_TYPE,
+      help="--trainer-workers > 1: the machine type of every replica (instead of --trainer-cpu, "
+           "--trainer-memory and --trainer-gpus)")
 @_beam("--beam-runner", help=f"{', '.join(beam.BEAM_RUNNERS)} (default {beam.RUNNER_DIRECT}: "
        f"inside each step's pod; env {ENV_VARS['beam_runner']})")
 @options.beam_options(BEAM, "direct: worker processes per pod (0: one per core)",
                       "an extra Beam pipeline argument, repeatable, added last "
                       "(e.g. --beam-arg=--disk_size_gb=50)")
-@_beam("--project", help=f"dataflow: Google Cloud project (env {ENV_VARS['project']})")
-@_beam("--region", help=f"dataflow: region, e.g. us-central1 (env {ENV_VARS['region']})")
+@_beam("--project", help="dataflow and --trainer-workers > 1: Google Cloud project "
+       f"(env {ENV_VARS['project']})")
+@_beam("--region", help="dataflow and --trainer-workers > 1: region, e.g. us-central1 "
+       f"(env {ENV_VARS['region']})")
 @_beam("--temp-location",
        help=f"dataflow: gs:// scratch space (default <pipeline-root>/{beam.BEAM_TEMP_DIR})")
 @_beam("--service-account",
@@ -138,9 +148,13 @@ def compile_kfp(ctx: click.Context, **params: Any) -> int:
                     "--no-tflite compiles without the TFLite converter)")
         raise core.Failure(f"compiling the pipeline failed: {type(error).__name__}: "
                            f"{error}{hint}") from None
-    if args.distribution_strategy == contract.STRATEGY_MULTI_WORKER:
-        click.echo("note: multi_worker trains in one pod here (one worker) unless the Trainer "
-                   "pod gets a TF_CONFIG; see docs/kubeflow.md.", err=True)
+    if args.trainer_workers > 1:
+        print(f"Trainer: a Vertex AI custom job of {args.trainer_workers} replicas (a chief and "
+              f"{args.trainer_workers - 1} workers, {args.trainer_machine_type}, the image) in "
+              f"{args.project}/{args.region}.")
+    elif args.distribution_strategy == contract.STRATEGY_MULTI_WORKER:
+        click.echo("note: multi_worker trains in one pod here (one worker); --trainer-workers N "
+                   "runs N replicas on Vertex AI; see docs/scale-out.md.", err=True)
     tasks = sorted(job["pipelineSpec"]["root"]["dag"]["tasks"])
     values = runtime_parameter_values(args)
     print(f"Compiled {len(tasks)} steps ({', '.join(tasks)}), image {args.image}.")
@@ -194,6 +208,8 @@ def validate(args: argparse.Namespace) -> None:
                           "digits and '-', starting with a letter")
     if args.trainer_gpus < 0 or (args.trainer_gpus and not args.trainer_gpu_type):
         raise usage_error("--trainer-gpus needs a count >= 1 and --trainer-gpu-type")
+    if args.trainer_workers > 1 and args.target == contract.TARGET_VERTEX:
+        _validate_trainer_job(args)
     if args.beam_runner == beam.RUNNER_DATAFLOW:
         for flag, value in (("--pipeline-root", args.pipeline_root),
                             ("--data-root", args.data_root),
@@ -217,8 +233,32 @@ def validate(args: argparse.Namespace) -> None:
             raise usage_error("--environment-type PROCESS needs --environment-config "
                               "(a JSON command, see the Beam docs)")
     # The settings `run` shares, checked by the same rules before TFX is even imported.
-    options.build_config(pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
+    options.build_config(renamed=RENAMED, target=args.target, pipeline_name=args.pipeline_name,
+                         beam_workers=args.beam_workers, **trainer_job_settings(args),
                          **options.training_settings(vars(args)))
+
+
+def _validate_trainer_job(args: argparse.Namespace) -> None:
+    """--trainer-workers > 1 on Vertex AI: where the custom job runs, and no pod-only flags."""
+    missing = [f"--{name} (or {ENV_VARS[name]})" for name in ("project", "region")
+               if not getattr(args, name)]
+    if missing:
+        raise usage_error(f"--trainer-workers {args.trainer_workers} needs "
+                          f"{' and '.join(missing)}: the Vertex AI custom training job runs "
+                          "there")
+    pod_only = [flag for flag, value in (("--trainer-cpu", args.trainer_cpu),
+                                         ("--trainer-memory", args.trainer_memory),
+                                         ("--trainer-gpus", args.trainer_gpus)) if value]
+    if pod_only:
+        raise usage_error(f"{', '.join(pod_only)} size the Trainer's pod; with --trainer-workers "
+                          f"{args.trainer_workers} every replica is a --trainer-machine-type "
+                          f"machine ({args.trainer_machine_type})")
+
+
+def trainer_job_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """PipelineConfig settings of the Trainer's Vertex AI custom job (used when replicas > 1)."""
+    return {"trainer_machine_type": args.trainer_machine_type, "gcp_project": args.project,
+            "gcp_region": args.region, "image": args.image}
 
 
 def beam_args(args: argparse.Namespace) -> list[str]:
@@ -262,12 +302,14 @@ def config_from_args(args: argparse.Namespace):
                                                                default=value)
                   for name, value in runtime_parameter_values(args).items()}
     return options.build_config(
-        renamed={"data_root": "--data-root", "schema_path": "--schema-file"},
+        renamed=RENAMED,
+        target=args.target,
         pipeline_name=args.pipeline_name,
         pipeline_root=args.pipeline_root,
         beam_workers=args.beam_workers,
         beam_args=tuple(beam_args(args)),
         **options.training_settings(vars(args)),
+        **trainer_job_settings(args),
         schema_path=args.schema_file,
         **parameters)
 

@@ -18,7 +18,7 @@ from pipeline import beam, configs
 F = TypeVar("F", bound=Callable[..., Any])
 _FIELDS = configs.PipelineConfig.__dataclass_fields__
 # PipelineConfig settings whose flag is not simply --<setting-with-dashes>.
-_FLAG_OF_SETTING = {"enable_tuning": "--tune", "enable_tflite": "--no-tflite",
+_FLAG_OF_SETTING = {"enable_tuning": "--no-tune", "enable_tflite": "--no-tflite",
                     "enable_cache": "--no-cache", "beam_args": "--beam-arg"}
 
 
@@ -49,16 +49,26 @@ def training_options(section: str) -> Callable[[F], F]:
         option("--label-drift-threshold", type=Float(), default=default("label_drift_threshold"),
                help="stop when a split's label shares moved more than this since the previous "
                     "run's data (0: off)"),
-        option("--tune", is_flag=True, help="run the KerasTuner search first"),
+        option("--tune/--no-tune", default=default("enable_tuning"),
+               help="the KerasTuner search before training (first trial: the defaults; "
+                    "reused while data, code and tuner flags are unchanged)"),
         option("--tuner-trials", type=Int(), default=default("tuner_trials"),
                help="KerasTuner trials"),
         option("--tuner-epochs", type=Int(), default=default("tuner_epochs"),
                help="epochs per trial"),
+        option("--tuner-train-fraction", type=Float(), default=default("tuner_train_fraction"),
+               help="share of train each trial trains on (the proxy budget)"),
         option("--hyperparameters-dir",
-               help="reuse a finished search: a Tuner best_hyperparameters folder"),
+               help="reuse a finished search instead of tuning: a Tuner best_hyperparameters "
+                    "folder"),
         option("--distribution-strategy", type=Choice(contract.DISTRIBUTION_STRATEGIES),
                default=default("distribution_strategy"),
                help="the Trainer's tf.distribute strategy"),
+        option("--trainer-workers", type=Int(), default=default("trainer_workers"),
+               help="Trainer replicas; more than 1 runs the Trainer as a Vertex AI custom "
+                    "training job (compile-kfp --target vertex with --project and --region) "
+                    "under multi_worker, which it implies; refused by a local run and by "
+                    "--target kfp"),
         option("--accuracy-threshold", type=Float(), default=default("accuracy_threshold"),
                help="test accuracy the model needs to be blessed and pushed"),
         option("--max-accuracy-regression", type=Float(),
@@ -145,9 +155,10 @@ def training_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         steps_per_epoch=params["steps_per_epoch"], eval_fraction=params["eval_fraction"],
         label_drift_threshold=params["label_drift_threshold"],
         enable_tuning=params["tune"], tuner_trials=params["tuner_trials"],
-        tuner_epochs=params["tuner_epochs"],
+        tuner_epochs=params["tuner_epochs"], tuner_train_fraction=params["tuner_train_fraction"],
         hyperparameters_dir=absolute(params["hyperparameters_dir"]),
         distribution_strategy=params["distribution_strategy"],
+        trainer_workers=params["trainer_workers"],
         accuracy_threshold=params["accuracy_threshold"],
         max_accuracy_regression=params["max_accuracy_regression"],
         test_time_augmentation=params["test_time_augmentation"],
@@ -165,15 +176,19 @@ def flag_of(setting: str, renamed: Mapping[str, str] | None = None) -> str:
 
 
 def build_config(renamed: Mapping[str, str] | None = None, local: bool = False,
+                 target: str | None = None,
                  **settings: Any) -> configs.PipelineConfig:
     """PipelineConfig(**settings); a bad value is a usage error naming the flag and the value.
 
-    `local`: also what a run on this machine needs (PipelineConfig.validate_local_run).
+    `local`: also what a run on this machine needs (PipelineConfig.validate_local_run);
+    `target`: what that compile target can run (PipelineConfig.validate_target).
     """
     try:
         config = configs.PipelineConfig(**settings)
         if local:
             config.validate_local_run()
+        if target:
+            config.validate_target(target)
         return config
     except configs.ConfigError as error:
         value = error.value

@@ -31,16 +31,6 @@ BATCHNORM_MOMENTUM = 0.8
 BIAS_GRADIENT_SCALE = 64.0
 REFERENCE_BATCH_SIZE = 256  # `learning_rate` is the peak rate at this batch size, scaled linearly
 
-# Defaults used when neither tuning nor imported hyperparameters say otherwise.
-DEFAULT_HPARAMS: dict[str, Any] = {
-    "base_filters": 64,  # block widths are 1x, 2x and 3x this
-    "dropout": 0.0,
-    "learning_rate": 0.4,
-    "weight_decay": 1.3e-3,
-    "label_smoothing": 0.2,
-}
-
-
 def block_widths(base_filters: int) -> tuple[int, int, int]:
     return (base_filters, 2 * base_filters, 3 * base_filters)
 
@@ -69,7 +59,7 @@ def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
     The whitening stem starts as a plain frozen conv; call `fit_whitening` with training images
     before training.
     """
-    hp = {**DEFAULT_HPARAMS, **(hparams or {})}
+    hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     inputs = keras.Input(shape=contract.IMAGE_SHAPE, name=contract.TRANSFORMED_IMAGE_KEY)
     whitening = keras.layers.Conv2D(
         2 * WHITENING_PATCH ** 2 * contract.IMAGE_CHANNELS, WHITENING_PATCH, padding="valid",
@@ -163,7 +153,7 @@ class WhitenedNetSGD(keras.optimizers.SGD):
 def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_steps: int,
                   batch_size: int = REFERENCE_BATCH_SIZE) -> keras.Model:
     """SGD with Nesterov momentum: 20% linear warm-up, then cosine decay; label smoothing; L2."""
-    hp = {**DEFAULT_HPARAMS, **(hparams or {})}
+    hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     peak = float(hp["learning_rate"]) * batch_size / REFERENCE_BATCH_SIZE
     warmup = max(1, int(0.2 * total_steps))
     schedule = keras.optimizers.schedules.CosineDecay(

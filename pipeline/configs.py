@@ -20,6 +20,8 @@ MODULES_DIR = os.path.join(PROJECT_DIR, "modules")
 PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 TUNER_FN = "modules.training.tuner_fn"
 RUN_FN = "modules.training.run_fn"
+# --trainer-workers > 1: each replica of the Vertex AI custom training job is one of these.
+DEFAULT_TRAINER_MACHINE_TYPE = "n1-standard-8"
 
 
 class ConfigError(ValueError):
@@ -62,17 +64,31 @@ class PipelineConfig:
     # distance of class shares) since the previous run's data. 0 switches the check off.
     label_drift_threshold: float = 0.1
 
-    # Tuner (KerasTuner). Off: the Trainer uses `hyperparameters_dir` if given, else defaults.
-    enable_tuning: bool = False
-    tuner_trials: int = 6
-    tuner_epochs: int = 3
-    hyperparameters_dir: str | None = None  # a Tuner output folder (best_hyperparameters.txt)
+    # Tuner (KerasTuner), on a proxy budget: tuner_trials x tuner_epochs on a share of `train`;
+    # the first trial is the defaults. A finished search is a cache hit while the data, the code
+    # and these settings are unchanged. Off: the Trainer uses the defaults.
+    # `hyperparameters_dir` (an earlier search's best_hyperparameters folder) replaces the search.
+    enable_tuning: bool = True
+    tuner_trials: int = contract.DEFAULT_TUNER_TRIALS
+    tuner_epochs: int = contract.DEFAULT_TUNER_EPOCHS
+    tuner_train_fraction: float = contract.DEFAULT_TUNER_TRAIN_FRACTION
+    hyperparameters_dir: str | None = None
 
     # Trainer.
     epochs: int = contract.DEFAULT_EPOCHS
     batch_size: int = contract.DEFAULT_BATCH_SIZE
     steps_per_epoch: int | None = None  # None: one pass over `train`
     distribution_strategy: str = contract.STRATEGY_DEFAULT  # one of DISTRIBUTION_STRATEGIES
+    # Trainer replicas. More than 1 runs the Trainer as a Vertex AI custom training job (TFX's
+    # Google Cloud extension): a chief and trainer_workers - 1 workers, each a
+    # `trainer_machine_type` machine running `image` (the pipeline image) in `gcp_project` and
+    # `gcp_region`, under MultiWorkerMirroredStrategy (implied by the default strategy). Only
+    # for compile-kfp --target vertex: see validate_target.
+    trainer_workers: int = 1
+    trainer_machine_type: str = DEFAULT_TRAINER_MACHINE_TYPE
+    gcp_project: str | None = None
+    gcp_region: str | None = None
+    image: str | None = None
     # Views of each image the exported model averages: none | flip | flip_translate (contract).
     test_time_augmentation: str = contract.TTA_FLIP_TRANSLATE
 
@@ -107,6 +123,8 @@ class PipelineConfig:
                                                             contract.SERVING_BASE_DIR)
         self.tflite_dir = self.tflite_dir or os.path.join(self.output_dir,
                                                           contract.TFLITE_BASE_DIR)
+        if self.trainer_workers > 1 and self.distribution_strategy == contract.STRATEGY_DEFAULT:
+            self.distribution_strategy = contract.STRATEGY_MULTI_WORKER  # replicas need it
         self.validate()
 
     def validate(self) -> None:
@@ -122,6 +140,8 @@ class PipelineConfig:
             ("batch_size", self.batch_size >= 1, "batch_size must be at least 1"),
             ("tuner_trials", self.tuner_trials >= 1, "tuner_trials must be at least 1"),
             ("tuner_epochs", self.tuner_epochs >= 1, "tuner_epochs must be at least 1"),
+            ("tuner_train_fraction", 0.0 < self.tuner_train_fraction <= 1.0,
+             "tuner_train_fraction must be within (0, 1]"),
             ("accuracy_threshold", 0.0 <= self.accuracy_threshold <= 1.0,
              "accuracy_threshold must be within [0, 1]"),
             ("max_accuracy_regression", self.max_accuracy_regression >= 0.0,
@@ -135,6 +155,12 @@ class PipelineConfig:
              "tflite_max_accuracy_drop must be within [-1, 1] (a fraction: 0.01 is one point)"),
             ("distribution_strategy", self.distribution_strategy in strategies,
              f"distribution_strategy must be {', '.join(strategies[:-1])} or {strategies[-1]}"),
+            ("trainer_workers", self.trainer_workers >= 1, "trainer_workers must be at least 1"),
+            ("distribution_strategy", self.trainer_workers == 1
+             or self.distribution_strategy == contract.STRATEGY_MULTI_WORKER,
+             f"trainer_workers > 1 trains across the replicas with "
+             f"{contract.STRATEGY_MULTI_WORKER} (implied when the strategy is left out); "
+             f"{self.distribution_strategy} does not"),
             ("test_time_augmentation", self.test_time_augmentation in augmentations,
              f"test_time_augmentation must be one of {', '.join(augmentations)}, "
              f"not {self.test_time_augmentation!r}"),
@@ -186,8 +212,36 @@ class PipelineConfig:
                               f"{self.data_root} (after the eval fraction "
                               f"{self.eval_fraction:g} is held out)")
 
+    def validate_target(self, target: str | None) -> None:
+        """Where the Trainer's replicas can run (`target`: a compile target, None: a local run).
+
+        Several replicas need a job that starts them and sets their TF_CONFIG: a Vertex AI custom
+        training job. Open-source KFP runs each step as one pod, and a local run is one process.
+        """
+        if self.trainer_workers == 1:
+            return
+        if target is None:
+            raise ConfigError("trainer_workers", self.trainer_workers,
+                              "a local run trains in one process; trainer_workers > 1 is for "
+                              f"compile-kfp --target {contract.TARGET_VERTEX} (several local "
+                              "workers by hand: docs/scale-out.md, A multi-worker Trainer)")
+        if target != contract.TARGET_VERTEX:
+            raise ConfigError("trainer_workers", self.trainer_workers,
+                              "open-source KFP runs each step as one pod and has no "
+                              "multi-replica training job; use --target "
+                              f"{contract.TARGET_VERTEX} (a Vertex AI custom job), or run the "
+                              "Trainer as a TFJob of the Kubeflow Training Operator "
+                              "(docs/scale-out.md)")
+        missing = [name for name in ("gcp_project", "gcp_region", "image")
+                   if not getattr(self, name)]
+        if missing:
+            raise ConfigError("trainer_workers", self.trainer_workers,
+                              f"trainer_workers > 1 needs {' and '.join(missing)}: where the "
+                              "Vertex AI custom job runs, and the image its replicas start")
+
     def validate_local_run(self) -> None:
         """What only a run on this machine needs (the compiler checks nothing here exists)."""
+        self.validate_target(None)
         if urls.is_url(self.output_dir):
             raise ConfigError("output_dir", self.output_dir,
                               "output_dir must be a local folder for a local run (it holds "
@@ -201,6 +255,11 @@ class PipelineConfig:
                                   "is installed here (TensorFlow knows "
                                   f"{', '.join(_gfile_schemes())}; s3:// needs "
                                   "tensorflow-io or s3fs), so nothing could be pushed there")
+
+    @property
+    def runs_tuner(self) -> bool:
+        """Whether the DAG holds the Tuner: imported hyperparameters replace the search."""
+        return self.enable_tuning and not self.hyperparameters_dir
 
     def default_beam_args(self) -> list[str]:
         """DirectRunner with one worker process per core unless beam_args choose otherwise."""

@@ -2,7 +2,8 @@
 
 ExampleGen -> StatisticsGen -> (curated schema) -> ExampleValidator (stops on anomalies and on
 label drift since the previous run's statistics) ->
-Transform -> [Tuner] -> Trainer -> Evaluator (vs. latest blessed) -> [TFLiteConverter] -> Pusher
+Transform -> Tuner (unless --no-tune) -> Trainer -> Evaluator (vs. latest blessed) ->
+[TFLiteConverter] -> Pusher
 """
 from __future__ import annotations
 
@@ -39,6 +40,41 @@ def trainer_custom_config(config: configs.PipelineConfig) -> dict:
         "steps_per_epoch": config.steps_per_epoch,
         "distribution_strategy": config.distribution_strategy,
         "test_time_augmentation": config.test_time_augmentation,
+    }
+
+
+def vertex_training_config(config: configs.PipelineConfig) -> dict:
+    """custom_config keys of TFX's Google Cloud Trainer: a Vertex AI custom job whose replicas
+    run the Trainer's executor in the pipeline image, a chief and trainer_workers - 1 workers.
+
+    Vertex AI gives each replica a TF_CONFIG (pool 0: `chief`, pool 1: `worker`), from which
+    run_fn's MultiWorkerMirroredStrategy forms the cluster.
+    """
+    cloud = tfx.extensions.google_cloud_ai_platform
+
+    def pool(replicas: int) -> dict:
+        return {"machine_spec": {"machine_type": config.trainer_machine_type},
+                "replica_count": replicas, "container_spec": {"image_uri": config.image}}
+
+    return {
+        cloud.ENABLE_VERTEX_KEY: True,
+        cloud.VERTEX_REGION_KEY: config.gcp_region,
+        cloud.TRAINING_ARGS_KEY: {
+            "project": config.gcp_project,
+            "job_spec": {"worker_pool_specs": [pool(1), pool(config.trainer_workers - 1)]},
+        },
+    }
+
+
+def tuner_custom_config(config: configs.PipelineConfig) -> dict:
+    """What the search depends on, and only that: other Trainer settings (epochs, test-time
+    augmentation) leave a finished search a cache hit."""
+    return {
+        "code_version": configs.code_fingerprint(),
+        "batch_size": config.batch_size,
+        "epochs": config.tuner_epochs,
+        "max_trials": config.tuner_trials,
+        "train_fraction": config.tuner_train_fraction,
     }
 
 
@@ -120,15 +156,14 @@ def create_pipeline(
             config, statistics_gen.outputs["statistics"], example_validator))
 
     hyperparameters = None
-    if config.enable_tuning:
+    if config.runs_tuner:
         tuner = tfx.components.Tuner(
             tuner_fn=configs.TUNER_FN,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN_SPLIT]),
             eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL_SPLIT]),
-            custom_config={**trainer_custom_config(config), "epochs": config.tuner_epochs,
-                           "max_trials": config.tuner_trials})
+            custom_config=tuner_custom_config(config))
         hyperparameters = tuner.outputs["best_hyperparameters"]
         components.append(tuner)
     elif config.hyperparameters_dir:
@@ -139,14 +174,19 @@ def create_pipeline(
         hyperparameters = importer.outputs["result"]
         components.append(importer)
 
-    trainer = tfx.components.Trainer(
+    config.validate_target(target)
+    trainer_class, trainer_config = tfx.components.Trainer, trainer_custom_config(config)
+    if config.trainer_workers > 1:  # replicas: a Vertex AI custom job started by this step
+        trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+        trainer_config.update(vertex_training_config(config))
+    trainer = trainer_class(
         run_fn=configs.RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         hyperparameters=hyperparameters,
         train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL_SPLIT]),
-        custom_config=trainer_custom_config(config))
+        custom_config=trainer_config)
 
     model_resolver = baselines.served_model_baseline(config) if target else tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -188,7 +228,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         model_run=trainer.outputs["model_run"],
         hyperparameters=hyperparameters,
-        hyperparameters_source=("tuner" if config.enable_tuning else
+        hyperparameters_source=("tuner" if config.runs_tuner else
                                 "imported" if config.hyperparameters_dir else "defaults"),
     ).with_id(contract.PUSHER_NODE)
     components.append(pusher)

@@ -288,16 +288,45 @@ def _hparam_table(doc: Document, values: dict) -> None:
               numeric=[False, True])
 
 
+def _is_defaults(values: dict) -> bool:
+    """Whether a trial trained the untuned defaults (the search's first trial does)."""
+    shared = set(values) & set(contract.DEFAULT_HPARAMS)
+    return bool(shared) and all(values[k] == contract.DEFAULT_HPARAMS[k] for k in shared)
+
+
 def trials_table(trials: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Header and rows for the Tuner's tuner_results.json (records: trial_id, score, values)."""
     names = sorted({k for t in trials for k in t} - {"trial_id", "score"})
-    rows = [[str(t.get("trial_id", "?")),
+    rows = [[str(t.get("trial_id", "?")) + (" (defaults)" if _is_defaults(
+                {n: t[n] for n in names if n in t}) else ""),
              "-" if t.get("score") is None else f"{t['score']:.4f}",
              *[str(t.get(n, "-")) for n in names]] for t in trials]
     return ["Trial", "Score", *names], rows
 
 
-def section_hyperparameters(doc: Document, view: RunView) -> None:
+def _search_budget(tuner, rows: list[dict]) -> str:
+    """The proxy budget (from the Tuner's custom_config) and its cost beside the Trainer's."""
+    settings = json.loads(runs.custom_value(tuner, "custom_config") or "{}") \
+        if hasattr(tuner, "custom_properties") else {}
+    seconds = {r["node"]: r for r in rows}
+    text = ""
+    if settings.get("epochs") and settings.get("train_fraction"):
+        text = (f"Proxy budget: up to {settings.get('max_trials', '?')} trial(s) of "
+                f"{settings['epochs']} epoch(s) on {settings['train_fraction']:.0%} of `train`. ")
+    tuner_row, trainer_row = (seconds.get(contract.TUNER_NODE),
+                              seconds.get(contract.TRAINER_NODE))
+    if tuner_row and tuner_row["state"] == "cached":
+        text += ("The search was reused from an earlier run (cache hit: the same data, code "
+                 "and tuner settings).")
+    elif tuner_row and trainer_row and tuner_row["seconds"] and trainer_row["seconds"] and \
+            trainer_row["state"] == "complete":
+        share = tuner_row["seconds"] / trainer_row["seconds"]
+        text += (f"It took {_seconds(tuner_row['seconds'])}, {share:.0%} of the Trainer's "
+                 f"{_seconds(trainer_row['seconds'])}.")
+    return text.strip()
+
+
+def section_hyperparameters(doc: Document, view: RunView, rows: list[dict] = ()) -> None:
     doc.heading(2, "Tuning and hyperparameters")
     tuner = view.execution(contract.TUNER_NODE)
     if tuner is not None:
@@ -308,7 +337,10 @@ def section_hyperparameters(doc: Document, view: RunView) -> None:
             trials = _json_file_or_none(
                 os.path.join(tuner_results.uri, "tuner_results.json")) or []
         doc.para(f"The Tuner ran in this run ({len(trials)} completed trial(s), best first; "
-                 f"score is the objective on `eval`).")
+                 f"score is the objective on `eval`; the first trial trains the defaults).")
+        budget = _search_budget(tuner, list(rows))
+        if budget:
+            doc.para(budget)
         if trials:
             header, rows = trials_table(trials)
             doc.table(header, rows, numeric=[False, True] + [True] * (len(header) - 2))
@@ -325,7 +357,8 @@ def section_hyperparameters(doc: Document, view: RunView) -> None:
         doc.para("_No training: the Trainer did not run in this run._")
         return
     else:
-        doc.para("No tuning in this run: the Trainer used the default hyperparameters.")
+        doc.para("No tuning in this run (`--no-tune`): the Trainer used the default "
+                 "hyperparameters.")
     summary = training_summary(view)
     if summary is not None:
         doc.para(f"The Trainer used ({summary.get('parameters', '?'):,} parameters, "
@@ -642,7 +675,8 @@ def build_report(metadata_path: str, run_id: str | None, out_dir: str) -> tuple[
     section_summary(doc, view, rows, metadata_path)
     section_components(doc, rows)
     _section(doc, "Data", lambda: section_data(doc, view, out_dir))
-    _section(doc, "Tuning and hyperparameters", lambda: section_hyperparameters(doc, view))
+    _section(doc, "Tuning and hyperparameters",
+             lambda: section_hyperparameters(doc, view, rows))
     metrics = _section(doc, "Test metrics", lambda: section_metrics(doc, view, out_dir))
     _section(doc, "Blessing", lambda: section_blessing(doc, view, metrics))
     _section(doc, "Pushed versions", lambda: section_pushed(doc, view))

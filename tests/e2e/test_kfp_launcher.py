@@ -24,11 +24,12 @@ pytestmark = pytest.mark.e2e
 
 # Tiny but complete: one epoch, no accuracy floor, any regression against the baseline (a model
 # trained one epoch is better or worse by chance; the baseline is still evaluated), any TFLite
-# drop, Beam in-process.
+# drop, Beam in-process, a one-trial search (the Tuner is in the default DAG).
 TINY = ("--epochs", "1", "--batch-size", "64", "--accuracy-threshold", "0",
         "--max-accuracy-regression", "1.0",
         "--tflite-max-accuracy-drop", "1.0", "--tflite-calibration-samples", "32",
-        "--beam-workers", "1", "--test-time-augmentation", "none")
+        "--beam-workers", "1", "--test-time-augmentation", "none",
+        "--tuner-trials", "1", "--tuner-epochs", "1")
 
 
 def compile_both(base: Path, data: Path, image: Path) -> dict[str, Path]:

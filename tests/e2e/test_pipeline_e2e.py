@@ -12,7 +12,7 @@ from tests.support.pipeline_runs import copy_fixture, run_pipeline
 pytestmark = pytest.mark.e2e
 
 NODES = {"Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-         "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+         "Transform", "Tuner", "Trainer", "latest_blessed_model_resolver", "Evaluator",
          "previous_statistics_resolver",
          "TFLiteConverter", "Pusher"}
 

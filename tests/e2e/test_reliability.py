@@ -36,7 +36,7 @@ from tests.support.pipeline_runs import (
 
 # A line TF's C++ logging writes ("2026-01-01 10:00:00.123456: E external/...cc:479] ...").
 TF_CPP_LINE = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "
-CACHED_UPSTREAM = ("Cifar10ExampleGen", "StatisticsGen", "ExampleValidator", "Transform")
+CACHED_UPSTREAM = ("Cifar10ExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Tuner")
 
 
 def snapshot(base: Path) -> dict:

@@ -56,11 +56,13 @@ class PipelineRun:
                f"STDERR:\n{self.process.stderr[-6000:]}"
 
 
-# Small but real: enough epochs that the model learns something, a CI-sized budget. The TFLite limit
-# is loose because a model this briefly trained has many near-ties that quantization may flip.
+# Small but real: enough epochs that the model learns something, a CI-sized budget; the Tuner runs
+# as it does by default, on a tiny search. The TFLite limit is loose because a model this briefly
+# trained has many near-ties that quantization may flip.
+E2E_TUNER_ARGS = ("--tuner-trials", "2", "--tuner-epochs", "1")
 E2E_ARGS = ("--epochs", "4", "--batch-size", "64", "--beam-workers", "1",
             "--accuracy-threshold", "0.15", "--tflite-max-accuracy-drop", "0.10",
-            "--tflite-calibration-samples", "200")
+            "--tflite-calibration-samples", "200", *E2E_TUNER_ARGS)
 
 
 def run_pipeline(data_dir: Path, output_dir: Path, *extra: str) -> PipelineRun:

@@ -328,7 +328,7 @@ def test_flink_from_environment_without_tuning(tmp_path):
                "CIFAR10_BEAM_RUNNER": "flink",
                "CIFAR10_BEAM_JOB_ENDPOINT": "flink-jobserver:8099"}
     job, spec, _ = _compile(tmp_path, ["--image", "registry.local/cifar10:flag", "--no-tflite",
-                                       "--epochs", "2"], environ)
+                                       "--no-tune", "--epochs", "2"], environ)
     tasks = _tasks(job)
     assert "Tuner" not in tasks and _tflite_task(job) is None
     assert _upstream(tasks["Trainer"]) == {"Cifar10ExampleGen", "Transform"}

@@ -35,7 +35,7 @@ def test_search_space_covers_filters_dropout_and_learning_rate():
     hp = keras_tuner.HyperParameters()
     values = training.search_space(hp)
     assert {"base_filters", "dropout", "learning_rate"} <= set(values)
-    assert set(model.DEFAULT_HPARAMS) == set(values)
+    assert set(contract.DEFAULT_HPARAMS) == set(values)
 
 
 def _smooth_images(count: int = 64) -> np.ndarray:
@@ -90,5 +90,5 @@ def test_compiled_model_saves_and_loads_with_its_optimizer(tmp_path):
     net.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert isinstance(loaded.optimizer, model.WhitenedNetSGD)
-    assert loaded.optimizer.l2 == pytest.approx(model.DEFAULT_HPARAMS["weight_decay"])
+    assert loaded.optimizer.l2 == pytest.approx(contract.DEFAULT_HPARAMS["weight_decay"])
     np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0), atol=1e-5)

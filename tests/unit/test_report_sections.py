@@ -74,3 +74,12 @@ def test_thresholds_are_read_from_either_json_spelling():
     assert run_report._change_rule(configured) == "no worse than the baseline"
     (applied,) = run_report.thresholds_from_config(camel)
     assert applied["change_absolute"] is None and run_report._change_rule(applied) == "-"
+
+
+def test_trials_table_marks_the_trial_that_trained_the_defaults():
+    from modules import contract
+
+    trials = [{"trial_id": "1", "score": 0.7, **contract.DEFAULT_HPARAMS, "dropout": 0.1},
+              {"trial_id": "0", "score": 0.6, **contract.DEFAULT_HPARAMS}]
+    _, rows = run_report.trials_table(trials)
+    assert [row[0] for row in rows] == ["1", "0 (defaults)"]

@@ -1,0 +1,46 @@
+"""The Tuner's search: the defaults come first, then other points; the proxy budget's subset."""
+from __future__ import annotations
+
+import keras
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+
+from modules import contract, training
+
+
+def _tiny_hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
+    """The real search space over a tiny network: only the values matter here."""
+    values = training.search_space(hp)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(values["base_filters"] // 16),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(values["learning_rate"]),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_first_trial_trains_the_defaults_and_later_trials_search(tmp_path):
+    oracle = training.DefaultsFirstOracle(
+        objective=keras_tuner.Objective("val_accuracy", direction="max"), max_trials=3,
+        num_initial_points=2, seed=training.SEED)
+    tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=_tiny_hypermodel,
+                              directory=str(tmp_path), project_name="search")
+    features = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    labels = (features[:, 0] > 0).astype("int64")
+    tuner.search(features, labels, validation_data=(features, labels), epochs=1, verbose=0)
+
+    trials = sorted(oracle.trials.values(), key=lambda t: t.trial_id)
+    assert len(trials) == 3
+    assert trials[0].hyperparameters.values == contract.DEFAULT_HPARAMS
+    assert all(t.hyperparameters.values != contract.DEFAULT_HPARAMS for t in trials[1:])
+    assert all(t.status == "COMPLETED" for t in trials)
+
+
+def test_proxy_subset_takes_a_share_of_train_but_at_least_one_batch():
+    train = tf.data.Dataset.range(1000)
+    subset, count = training.proxy_subset(train, 1000, 0.2, batch_size=64)
+    assert count == 200 and len(list(subset)) == 200
+    subset, count = training.proxy_subset(train.take(100), 100, 0.2, batch_size=64)
+    assert count == 64 and len(list(subset)) == 64
+    _, count = training.proxy_subset(train.take(50), 50, 0.2, batch_size=64)
+    assert count == 50  # never more than there is
