@@ -20,8 +20,9 @@ from tests.support.pipeline_runs import PipelineRun, build_fixture, run_pipeline
 
 pytestmark = pytest.mark.e2e
 
-# Small and quick: the Trainer only has to give the Evaluator a model.
-ARGS = ("--epochs", "1", "--no-tflite", "--accuracy-threshold", "0", "--no-cache")
+# Small and quick: the Trainer only has to give the Evaluator a model (no search: the Tuner runs
+# no Beam).
+ARGS = ("--epochs", "1", "--no-tflite", "--accuracy-threshold", "0", "--no-cache", "--no-tune")
 SPLITS = (contract.TRAIN_SPLIT, contract.EVAL_SPLIT, contract.TEST_SPLIT)
 
 

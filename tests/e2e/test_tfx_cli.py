@@ -32,7 +32,8 @@ def test_tfx_cli_creates_updates_and_runs_the_pipeline(small_cifar10, tmp_path):
            "CIFAR10_DOWNLOAD_DIR": str(download_dir), "CIFAR10_OUTPUT_DIR": str(output_dir),
            "CIFAR10_EPOCHS": "1", "CIFAR10_BATCH_SIZE": "64", "CIFAR10_BEAM_WORKERS": "1",
            "CIFAR10_ACCURACY_THRESHOLD": "0", "CIFAR10_TFLITE_MAX_ACCURACY_DROP": "1",
-           "CIFAR10_TFLITE_CALIBRATION_SAMPLES": "50"}
+           "CIFAR10_TFLITE_CALIBRATION_SAMPLES": "50", "CIFAR10_TUNER_TRIALS": "1",
+           "CIFAR10_TUNER_EPOCHS": "1"}
 
     # No data dir: creating the pipeline must not start the download nor read a metadata store.
     created = _tfx(env, "pipeline", "create", "--pipeline_path", "local_runner.py")
