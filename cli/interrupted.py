@@ -1,14 +1,22 @@
-"""What a run interrupted by Ctrl-C leaves behind, tidied so that the next run starts clean.
+"""Ctrl-C during a run: stop at once, say one line, and leave nothing the next run trips on.
 
 TFX creates a component's output folders (`<pipeline root>/<node>/<key>/<execution id>`) before
 the executor runs and records the execution as RUNNING. Interrupted, those folders stay empty
 (an empty `Trainer/model/N`) and the execution stays RUNNING forever; the resumed run makes new
 ones. Here the interrupted run's unfinished executions are marked CANCELED and their folders
 removed, so no later reader mistakes them for a model or a run in progress.
+
+Beam's DirectRunner in multi-processing mode runs its stages in SDK worker processes, children
+of the run in the terminal's process group. Left alone, a Ctrl-C made each of them print a
+KeyboardInterrupt traceback, and a SIGINT sent to the run alone (`kill -INT`) left them waiting
+for work: the run printed its message and never exited. So the workers import this module at
+start-up (Beam's `--beam_plugins`, added by `beam_args`) and ignore SIGINT, and the guard of the
+run stops them itself.
 """
 from __future__ import annotations
 
 import _thread
+import contextlib
 import glob
 import logging
 import os
@@ -16,19 +24,100 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Sequence
 
+from cli import logs
 from pipeline import configs
 
-log = logging.getLogger("cifar10_tfx.run")
+log = logging.getLogger(f"{logs.PROJECT_LOGGER}.run")
 _RETRY_SECONDS = 0.5
+_STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL for a worker still there after this long
+# The module Beam's DirectRunner starts its SDK workers with (`python -m ...`, through /bin/sh).
+BEAM_SDK_WORKER = "apache_beam.runners.worker.sdk_worker_main"
+MULTI_PROCESSING_ARG = "--direct_running_mode=multi_processing"
+BEAM_WORKER_PLUGIN_ARG = f"--beam_plugins={__name__}"
+
+
+def _in_beam_sdk_worker() -> bool:
+    """True in a process started as `python -m BEAM_SDK_WORKER`, and nowhere else."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == BEAM_SDK_WORKER
+
+
+if _in_beam_sdk_worker():  # imported as a Beam plugin: Ctrl-C is the run's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def beam_args(args: Sequence[str]) -> list[str]:
+    """`args`, plus the plugin that leaves Ctrl-C to the run when the DirectRunner starts SDK
+    worker processes (multi-processing mode); unchanged otherwise."""
+    if MULTI_PROCESSING_ARG in args and BEAM_WORKER_PLUGIN_ARG not in args:
+        return [*args, BEAM_WORKER_PLUGIN_ARG]
+    return list(args)
+
+
+def stop_beam_workers(timeout_s: float = _STOP_SECONDS) -> int:
+    """Ends the Beam SDK worker processes below this one (SIGTERM: no traceback); returns how
+    many there were. Nothing else is touched: only processes that run BEAM_SDK_WORKER."""
+    import psutil
+
+    workers = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if any(BEAM_SDK_WORKER in part for part in process.cmdline()):
+                process.terminate()
+                workers.append(process)
+        except psutil.Error:  # gone meanwhile, or not ours to read
+            continue
+    if not _ended(workers, timeout_s):
+        for process in workers:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        _ended(workers, timeout_s)
+    return len(workers)
+
+
+def _ended(processes: Sequence, timeout_s: float) -> bool:
+    """Waits until every process has ended, without reaping: Beam's own threads wait for
+    (and reap) the workers they started, and must see how each ended."""
+    import psutil
+
+    def ended(process: psutil.Process) -> bool:
+        try:
+            return process.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + timeout_s
+    while not all(map(ended, processes)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class _OwnLinesOnly(logging.Filter):
+    """After a Ctrl-C: Beam's threads and workers report, at ERROR, the connections the stop
+    broke; only the project's own records still pass."""
+
+    def __init__(self, pressed: threading.Event) -> None:
+        super().__init__()
+        self._pressed = pressed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self._pressed.is_set() or record.name.startswith(logs.PROJECT_LOGGER)
 
 
 class InterruptGuard:
-    """Ctrl-C that cannot be lost: a KeyboardInterrupt raised inside a weakref callback or a
-    __del__ is printed as "Exception ignored" and dropped by Python (measured: the run then went
-    on and pushed). While a Ctrl-C has not reached the `except KeyboardInterrupt` of the run, a
-    watcher thread raises it again in the main thread every half second.
+    """Ctrl-C that cannot be lost, and that stops Beam's worker processes.
+
+    A KeyboardInterrupt raised inside a weakref callback or a __del__ is printed as "Exception
+    ignored" and dropped by Python (measured: the run then went on and pushed). While a Ctrl-C
+    has not reached the `except KeyboardInterrupt` of the run, a watcher thread stops the Beam
+    SDK workers and raises it again in the main thread every half second. From the Ctrl-C on,
+    what the dying stage's threads print (exceptions in threads, broken connections logged by
+    Beam) is dropped, for as long as the guard is open.
 
         with InterruptGuard() as guard:
             try:
@@ -43,11 +132,19 @@ class InterruptGuard:
         self._caught = False
         self._previous = None
         self._unraisable_hook = sys.unraisablehook
+        self._thread_hook = threading.excepthook
+        self._filter = _OwnLinesOnly(self._pressed)
+        self._handlers: list[logging.Handler] = []
 
     def _unraisable(self, unraisable) -> None:
         """The dropped Ctrl-C is re-raised by the watcher: no "Exception ignored" traceback."""
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
             self._unraisable_hook(unraisable)
+
+    def _thread_exception(self, args) -> None:
+        """A thread that fails because the run is stopping is no news."""
+        if not self._pressed.is_set():
+            self._thread_hook(args)
 
     def _handler(self, signum, frame) -> None:
         if self._caught:  # already on its way out: the cleanup must not be interrupted
@@ -58,6 +155,10 @@ class InterruptGuard:
     def _watch(self) -> None:
         while not self._done.wait(_RETRY_SECONDS):
             if self._pressed.is_set() and not self._caught:
+                try:  # again each time: a stage may have started workers meanwhile
+                    stop_beam_workers()
+                except Exception as error:  # noqa: BLE001 (the interrupt must still go on)
+                    log.warning("could not stop the Beam workers (%s)", error)
                 _thread.interrupt_main(signal.SIGINT)  # runs _handler in the main thread
 
     def caught(self) -> None:
@@ -67,14 +168,26 @@ class InterruptGuard:
     def __enter__(self) -> InterruptGuard:
         self._previous = signal.signal(signal.SIGINT, self._handler)
         self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        self._thread_hook, threading.excepthook = threading.excepthook, self._thread_exception
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self._filter)
         threading.Thread(target=self._watch, name="interrupt-guard", daemon=True).start()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self._pressed.is_set():  # whatever the watcher has not stopped yet
+            try:
+                stop_beam_workers()
+            except Exception as error:  # noqa: BLE001 (best effort, on the way out)
+                log.warning("could not stop the Beam workers (%s)", error)
         self._caught = True
         self._done.set()
         signal.signal(signal.SIGINT, self._previous)
         sys.unraisablehook = self._unraisable_hook
+        threading.excepthook = self._thread_hook
+        for handler in self._handlers:
+            handler.removeFilter(self._filter)
 
 
 def clean_up(config: configs.PipelineConfig, earlier_runs: Collection[str]) -> list[str]:

@@ -273,3 +273,43 @@ def test_a_ctrl_c_that_python_drops_is_raised_again(capsys):
     assert reached is not None  # the first interrupt was indeed dropped, the second was not
     assert "Exception ignored" not in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_beam_workers_leave_ctrl_c_to_the_run():
+    """Issue #16: the DirectRunner's worker processes, in the terminal's process group, printed
+    a traceback each on Ctrl-C. They import cli.interrupted at start-up (Beam's --beam_plugins,
+    multi-processing mode only) and ignore SIGINT there, and nowhere else."""
+    from cli import interrupted
+
+    multi = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert interrupted.beam_args(multi) == [*multi, interrupted.BEAM_WORKER_PLUGIN_ARG]
+    assert interrupted.beam_args(interrupted.beam_args(multi)) == interrupted.beam_args(multi)
+    in_process = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert interrupted.beam_args(in_process) == in_process
+    probe = ("import signal, sys, types\n"
+             "if sys.argv[1] == 'worker':\n"
+             "    sys.modules['__main__'].__spec__ = types.SimpleNamespace(name=sys.argv[2])\n"
+             "import cli.interrupted\n"
+             "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n")
+    for role, ignored in (("worker", "True"), ("run", "False")):
+        out = subprocess.run([sys.executable, "-c", probe, role, interrupted.BEAM_SDK_WORKER],
+                             cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == ignored, (role, out.stderr)
+
+
+def test_stopping_beam_workers_ends_them_and_nothing_else():
+    """On Ctrl-C the guard ends this process's Beam SDK workers (SIGTERM, no traceback); any
+    other child is not its business."""
+    from cli import interrupted
+
+    sleep = "import time; time.sleep(60)"
+    worker = subprocess.Popen([sys.executable, "-c", sleep, "-m", interrupted.BEAM_SDK_WORKER])
+    other = subprocess.Popen([sys.executable, "-c", sleep])
+    try:
+        assert interrupted.stop_beam_workers(timeout_s=10) == 1
+        assert worker.wait(timeout=10) == -signal.SIGTERM
+        assert other.poll() is None
+    finally:
+        for process in (worker, other):
+            process.kill()
+            process.wait()
