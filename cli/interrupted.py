@@ -9,9 +9,9 @@ removed, so no later reader mistakes them for a model or a run in progress.
 Beam's DirectRunner in multi-processing mode runs its stages in SDK worker processes, children
 of the run in the terminal's process group. Left alone, a Ctrl-C made each of them print a
 KeyboardInterrupt traceback, and a SIGINT sent to the run alone (`kill -INT`) left them waiting
-for work: the run printed its message and never exited. So the workers import this module at
-start-up (Beam's `--beam_plugins`, added by `beam_args`) and ignore SIGINT, and the guard of the
-run stops them itself.
+for work: the run printed its message and never exited. So the workers ignore SIGINT from their
+first instant (cli/beam_worker_site/sitecustomize.py, on the run's PYTHONPATH) and the guard of
+the run stops them itself.
 """
 from __future__ import annotations
 
@@ -28,33 +28,21 @@ import time
 from collections.abc import Collection, Sequence
 
 from cli import logs
+from cli.beam_worker_site.sitecustomize import BEAM_SDK_WORKER
 from pipeline import configs
 
 log = logging.getLogger(f"{logs.PROJECT_LOGGER}.run")
 _RETRY_SECONDS = 0.5
 _STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL for a worker still there after this long
-# The module Beam's DirectRunner starts its SDK workers with (`python -m ...`, through /bin/sh).
-BEAM_SDK_WORKER = "apache_beam.runners.worker.sdk_worker_main"
-MULTI_PROCESSING_ARG = "--direct_running_mode=multi_processing"
-BEAM_WORKER_PLUGIN_ARG = f"--beam_plugins={__name__}"
+BEAM_WORKER_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "beam_worker_site")
 
 
-def _in_beam_sdk_worker() -> bool:
-    """True in a process started as `python -m BEAM_SDK_WORKER`, and nowhere else."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return getattr(spec, "name", None) == BEAM_SDK_WORKER
-
-
-if _in_beam_sdk_worker():  # imported as a Beam plugin: Ctrl-C is the run's to handle
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def beam_args(args: Sequence[str]) -> list[str]:
-    """`args`, plus the plugin that leaves Ctrl-C to the run when the DirectRunner starts SDK
-    worker processes (multi-processing mode); unchanged otherwise."""
-    if MULTI_PROCESSING_ARG in args and BEAM_WORKER_PLUGIN_ARG not in args:
-        return [*args, BEAM_WORKER_PLUGIN_ARG]
-    return list(args)
+def ignore_ctrl_c_in_beam_workers() -> None:
+    """Puts BEAM_WORKER_SITE first on PYTHONPATH, which the processes this one starts inherit
+    (Beam starts its workers with this process's environment): they ignore SIGINT at once."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if BEAM_WORKER_SITE not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([BEAM_WORKER_SITE, *paths])
 
 
 def stop_beam_workers(timeout_s: float = _STOP_SECONDS) -> int:
@@ -135,6 +123,7 @@ class InterruptGuard:
         self._thread_hook = threading.excepthook
         self._filter = _OwnLinesOnly(self._pressed)
         self._handlers: list[logging.Handler] = []
+        self._watcher: threading.Thread | None = None
 
     def _unraisable(self, unraisable) -> None:
         """The dropped Ctrl-C is re-raised by the watcher: no "Exception ignored" traceback."""
@@ -172,22 +161,27 @@ class InterruptGuard:
         self._handlers = list(logging.getLogger().handlers)
         for handler in self._handlers:
             handler.addFilter(self._filter)
-        threading.Thread(target=self._watch, name="interrupt-guard", daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch, name="interrupt-guard", daemon=True)
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._pressed.is_set():  # whatever the watcher has not stopped yet
-            try:
-                stop_beam_workers()
-            except Exception as error:  # noqa: BLE001 (best effort, on the way out)
-                log.warning("could not stop the Beam workers (%s)", error)
-        self._caught = True
+        # The watcher first: a SIGINT it simulates after this guard gave the handler back
+        # would surface later, outside the run's `except KeyboardInterrupt`.
         self._done.set()
-        signal.signal(signal.SIGINT, self._previous)
-        sys.unraisablehook = self._unraisable_hook
-        threading.excepthook = self._thread_hook
-        for handler in self._handlers:
-            handler.removeFilter(self._filter)
+        self._watcher.join()
+        self._caught = True  # one it simulated just now runs _handler below, which returns
+        try:
+            if self._pressed.is_set():  # whatever the watcher has not stopped yet
+                stop_beam_workers()
+        except Exception as error:  # noqa: BLE001 (best effort, on the way out)
+            log.warning("could not stop the Beam workers (%s)", error)
+        finally:
+            signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._unraisable_hook
+            threading.excepthook = self._thread_hook
+            for handler in self._handlers:
+                handler.removeFilter(self._filter)
 
 
 def clean_up(config: configs.PipelineConfig, earlier_runs: Collection[str]) -> list[str]:

@@ -8,7 +8,6 @@ run picks up where it stopped. Ends by printing where the model went and its tes
 """
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import sys
@@ -138,8 +137,7 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
 
     earlier = set(_run_ids(config.metadata_path))
     # Beam's worker processes leave Ctrl-C to the guard, which stops them (cli/interrupted.py).
-    config = dataclasses.replace(
-        config, beam_args=tuple(interrupted.beam_args(config.default_beam_args())))
+    interrupted.ignore_ctrl_c_in_beam_workers()
     dag = pipeline.create_pipeline(
         config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
     guard = interrupted.InterruptGuard()

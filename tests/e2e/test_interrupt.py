@@ -102,7 +102,7 @@ def _beam_workers(pid: int) -> list[psutil.Process]:
 
 
 def _ignores_ctrl_c(process: psutil.Process) -> bool:
-    """True once the worker has imported the run's Beam plugin (SIGINT ignored, in /proc)."""
+    """True once the worker ignores SIGINT (in /proc): from its start-up, cli/beam_worker_site."""
     try:
         with open(f"/proc/{process.pid}/status") as status:
             ignored = next(line for line in status if line.startswith("SigIgn:"))
@@ -143,7 +143,7 @@ def _interrupt_a_beam_stage(data_dir: Path, output_dir: Path, log: Path,
     """Starts a run, sends SIGINT while the DirectRunner's two worker processes run ExampleGen,
     and checks the stop: within seconds (the stage did not run on to its end), the one line, no
     traceback (the workers leave Ctrl-C to the run), no worker left, no empty output folder.
-    The workers are interrupted once started (their startup window: docs/security.md)."""
+    The workers are interrupted as soon as both run, while they still import Beam."""
     stage = contract.EXAMPLE_GEN_NODE
     run = _start(data_dir, output_dir, log, MULTI_PROCESSING)
     workers: list[psutil.Process] = []

@@ -1,0 +1,1 @@
+"""On PYTHONPATH for the processes a local run starts: see sitecustomize.py."""
