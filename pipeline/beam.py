@@ -50,6 +50,12 @@ def dataflow_args(*, project: str, region: str, pipeline_root: str, image: str,
     return args
 
 
+# Beam 2.59's PortableRunner gives the job's state and message streams the job-server request
+# timeout as their deadline (--job_server_timeout, 60 s by default): every Beam job longer than a
+# minute failed with "Deadline Exceeded" (measured: the full-data Evaluator). A day, instead.
+PORTABLE_JOB_TIMEOUT_S = 86_400
+
+
 def portable_args(*, job_endpoint: str, environment_type: str, image: str,
                   environment_config: str | None = None) -> list[str]:
     """A Flink or Spark cluster through its Beam job server (PortableRunner).
@@ -62,6 +68,7 @@ def portable_args(*, job_endpoint: str, environment_type: str, image: str,
                                     else DEFAULT_WORKER_POOL)
     return ["--runner=PortableRunner",
             f"--job_endpoint={job_endpoint}",
+            f"--job_server_timeout={PORTABLE_JOB_TIMEOUT_S}",
             f"--environment_type={environment_type}",
             f"--environment_config={config}",
             f"--sdk_container_image={image}",

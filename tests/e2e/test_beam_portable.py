@@ -142,3 +142,25 @@ def test_an_unreachable_worker_pool_is_a_clear_error_within_seconds(
     assert "worker pool" in run.process.stderr, run.explain()
     assert seconds < 60, f"took {seconds:.0f}s\n{run.explain()}"
     assert not (tmp_path / "out" / contract.PIPELINE_ROOT_DIR).exists()
+
+
+def _run_slow_job(beam_services: BeamServices, *extra: str) -> None:  # noqa: F811
+    """A Beam job that outlasts a few seconds, with the portable arguments a run gets."""
+    import apache_beam as beam_sdk
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import beam
+
+    args = [*beam.local_portable_args(beam_services.job_endpoint, beam_services.worker_pool),
+            *extra]
+    with beam_sdk.Pipeline(options=PipelineOptions(args)) as job:
+        _ = job | beam_sdk.Create([1]) | beam_sdk.Map(lambda x: (time.sleep(12), x)[1])
+
+
+def test_a_job_longer_than_the_job_server_timeout_runs(beam_services):  # noqa: F811
+    """Beam 2.59 gives the job's state stream the job-server timeout as its deadline: with its
+    default (60 s) every longer job failed with Deadline Exceeded. Shown here with 5 s; the
+    project's portable arguments carry a day (pipeline.beam.PORTABLE_JOB_TIMEOUT_S)."""
+    with pytest.raises(Exception, match="Deadline Exceeded|DEADLINE_EXCEEDED"):
+        _run_slow_job(beam_services, "--job_server_timeout=5")
+    _run_slow_job(beam_services)  # the same job, with the project's arguments: it finishes

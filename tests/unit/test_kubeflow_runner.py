@@ -338,8 +338,9 @@ def test_flink_from_environment_without_tuning(tmp_path):
                       "serving_dir": "s3://minio-bucket/root/serving_model"}
     transform = _executor(job, "Transform")["container"]
     assert transform["image"] == "registry.local/cifar10:flag"  # the flag beats the variable
-    assert transform["args"][-6:] == [
+    assert transform["args"][-7:] == [
         "--runner=PortableRunner", "--job_endpoint=flink-jobserver:8099",
+        "--job_server_timeout=86400",  # a Beam job may run longer than a minute
         "--environment_type=EXTERNAL", f"--environment_config={kr.DEFAULT_WORKER_POOL}",
         "--sdk_container_image=registry.local/cifar10:flag", "--sdk_location=container"]
 
@@ -355,7 +356,7 @@ def test_spark_docker_environment_uses_the_image():
     kr.validate(args)
     assert kr.beam_args(args) == [
         "--runner=PortableRunner", "--job_endpoint=spark-jobserver:8099",
-        "--environment_type=DOCKER", f"--environment_config={IMAGE}",
+        "--job_server_timeout=86400", "--environment_type=DOCKER", f"--environment_config={IMAGE}",
         f"--sdk_container_image={IMAGE}", "--sdk_location=container"]
 
 

@@ -33,7 +33,8 @@ def test_portable_args_are_what_flink_and_spark_compile_to_endpoints_and_image_a
                                   image="registry/cifar10-tfx:1",
                                   environment_config="pool:50000")
     assert local == [arg for arg in compiled if not arg.startswith("--sdk_container_image=")]
-    assert local[:4] == ["--runner=PortableRunner", "--job_endpoint=jobs:8099",
+    assert local[:5] == ["--runner=PortableRunner", "--job_endpoint=jobs:8099",
+                         f"--job_server_timeout={beam.PORTABLE_JOB_TIMEOUT_S}",
                          "--environment_type=EXTERNAL", "--environment_config=pool:50000"]
 
 
