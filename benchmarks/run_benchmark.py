@@ -33,14 +33,21 @@ FAST_PIPELINE_ARGS = ["--epochs", "2", "--batch-size", "64", "--beam-workers", "
                       "--tflite-calibration-samples", "100"]
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_arguments(p: argparse.ArgumentParser, output_help: str, results_help: str) -> None:
+    """The flags every benchmark script takes (this one, batch_inference.py, scale_out.py): the
+    data, where the pipeline runs and the results go, and --fast for CI."""
     p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
                    help="folder holding cifar-10-batches-bin/")
-    p.add_argument("--output-dir", help="pipeline outputs (default benchmarks/runs/full|fast)")
-    p.add_argument("--results-dir", help="where RESULTS.md goes (default benchmarks/ for a full "
-                   "run, the output dir for --fast)")
+    p.add_argument("--output-dir", help=output_help)
+    p.add_argument("--results-dir", help=results_help)
     p.add_argument("--fast", action="store_true", help="tiny budget, for CI on a small fixture")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(p, "pipeline outputs (default benchmarks/runs/full|fast)",
+                      "where RESULTS.md goes (default benchmarks/ for a full run, the output dir "
+                      "for --fast)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
     return p.parse_args(argv)
@@ -48,23 +55,52 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def load_split(data_dir: str, pattern: str, fraction) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of one split, sliced exactly as the ExampleGen slices the files."""
+    images, labels, _ = load_split_with_origin(data_dir, pattern, fraction)
+    return images, labels
+
+
+def load_split_with_origin(data_dir: str, pattern: str,
+                           fraction) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """load_split, plus which images hold original pixels: on the offline copy (files of fewer
+    than the official 10,000 records each) the first contract.OFFLINE_COPY_EXACT_PER_FILE of
+    each file; None (all original) on the official data."""
     import glob
 
     from components.cifar10_example_gen import executor
-    from modules import cifar10_binary
+    from modules import cifar10_binary, contract
 
-    images, labels = [], []
-    for path in sorted(glob.glob(os.path.join(data_dir, pattern))):
+    images, labels, exact = [], [], []
+    paths = sorted(glob.glob(os.path.join(data_dir, pattern)))
+    offline = any(cifar10_binary.check_structure(p) < contract.OFFICIAL_TEST_IMAGES
+                  for p in paths)
+    for path in paths:
         start, end = executor.slice_bounds(cifar10_binary.check_structure(path), fraction)
         for record in cifar10_binary.read_records(path):
             if start <= record.index < end:
                 images.append(record.image)
                 labels.append(record.label)
-    return np.stack(images), np.asarray(labels)
+                exact.append(record.index < contract.OFFLINE_COPY_EXACT_PER_FILE)
+    return np.stack(images), np.asarray(labels), np.asarray(exact) if offline else None
 
 
-def measure_predictor(predict, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy, confusion matrix and latency/throughput of a batch predictor (uint8 -> probs)."""
+def accuracy_by_origin(predictions: np.ndarray, labels: np.ndarray,
+                       exact: np.ndarray | None) -> dict:
+    """Accuracy on the original images and on the JPEG-decoded ones, apart (offline copy)."""
+    if exact is None:
+        return {}
+    correct = predictions == labels
+
+    def part(mask: np.ndarray) -> dict:
+        return {"images": int(mask.sum()),
+                "accuracy": float(correct[mask].mean()) if mask.any() else None}
+
+    return {"exact": part(exact), "jpeg_decoded": part(~exact)}
+
+
+def measure_predictor(predict, images: np.ndarray, labels: np.ndarray,
+                      exact: np.ndarray | None = None) -> dict:
+    """Accuracy (and by origin, given `exact`), confusion matrix and latency/throughput of a
+    batch predictor (uint8 -> probs)."""
     from components.tflite_converter.conversion import median_seconds
     from reports import metrics
 
@@ -74,6 +110,7 @@ def measure_predictor(predict, images: np.ndarray, labels: np.ndarray) -> dict:
     batch = images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
     return {
         "accuracy": float((predictions == labels).mean()),
+        "accuracy_by_origin": accuracy_by_origin(predictions, labels, exact),
         "confusion_matrix": matrix.tolist(),
         "per_class": metrics.per_class_metrics(matrix),
         "latency_ms_batch1": median_seconds(lambda: predict(images[:1]), 100) * 1000.0,
@@ -91,7 +128,7 @@ def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
     return command, time.perf_counter() - start
 
 
-def pipeline_measurements(output_dir: str, images, labels) -> dict:
+def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
     import tensorflow as tf
 
     from modules import contract, export
@@ -110,7 +147,7 @@ def pipeline_measurements(output_dir: str, images, labels) -> dict:
     def predict(batch):
         return signature(pixels=tf.constant(batch))[contract.PROBABILITIES_OUTPUT].numpy()
 
-    measured = measure_predictor(predict, images, labels)
+    measured = measure_predictor(predict, images, labels, exact)
     with open(os.path.join(outcome.tflite_path, contract.TFLITE_METRICS_FILE)) as f:
         tflite = json.load(f)
     return {
@@ -119,14 +156,34 @@ def pipeline_measurements(output_dir: str, images, labels) -> dict:
         "test_time_augmentation": export.settings_test_time_augmentation(settings),
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
-        "component_seconds": {node: end - start for node, (start, end) in spans.items()},
+        "component_seconds": component_seconds(spans),
         "trainer_seconds": spans[contract.TRAINER_NODE][1] - spans[contract.TRAINER_NODE][0],
         "pipeline_seconds": max(e for _, e in spans.values()) - min(s for s, _ in spans.values()),
         "tflite": tflite,
     }
 
 
-def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, labels) -> dict:
+def component_seconds(spans: dict) -> dict[str, float]:
+    """node id -> wall seconds, from `runs.training_run_spans` (ML Metadata execution times)."""
+    return {node: end - start for node, (start, end) in spans.items()}
+
+
+def component_wall_seconds(metadata_path: str, latest_run: bool = False) -> dict[str, float]:
+    """Each component's wall time, read from ML Metadata: in the run that last trained a model
+    (what this page reports), or with `latest_run` in the newest run, where cache hits are left
+    out (they did no work). Shared with the scale-out and batch-inference benchmarks."""
+    from reports import runs
+
+    store = runs.open_store(metadata_path)
+    if not latest_run:
+        return component_seconds(runs.training_run_spans(store))
+    return component_seconds({
+        node: (e.create_time_since_epoch / 1000.0, e.last_update_time_since_epoch / 1000.0)
+        for node, e in runs.run_execution_list(store) if runs.state_name(e) == "complete"})
+
+
+def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, labels,
+                          exact=None) -> dict:
     from benchmarks import baseline
     from components.cifar10_example_gen import executor
     from modules import contract
@@ -144,7 +201,8 @@ def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, l
     def predict(batch):
         return call(tf.constant(batch)).numpy()
 
-    return {**measure_predictor(predict, images, labels), "parameters": int(model.count_params()),
+    return {**measure_predictor(predict, images, labels, exact),
+            "parameters": int(model.count_params()),
             "trainer_seconds": seconds}
 
 
@@ -163,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(results_dir, exist_ok=True)
 
     command, invocation_seconds = run_pipeline(args, output_dir)
-    images, labels = load_split(args.data_dir, contract.TEST_PATTERN, (0.0, 1.0))
+    images, labels, exact = load_split_with_origin(args.data_dir, contract.TEST_PATTERN,
+                                                   (0.0, 1.0))
     report = {
         "mode": mode,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -172,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_description(),
         "test_images": int(len(images)),
         "pipeline_invocation_seconds": invocation_seconds,
-        "pipeline": pipeline_measurements(output_dir, images, labels),
+        "pipeline": pipeline_measurements(output_dir, images, labels, exact),
     }
     config = configs.PipelineConfig()
     epochs = int(_flag(command, "--epochs", config.epochs))
@@ -180,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["budget"] = {"epochs": epochs, "batch_size": batch_size}
     if not args.skip_baseline:
         report["baseline"] = baseline_measurements(args.data_dir, epochs, batch_size, images,
-                                                   labels)
+                                                   labels, exact)
     benchmark_page.write(report, results_dir)
     print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
     return 0

@@ -191,6 +191,9 @@ MACHINE_KEY = "machine"
 # The full official data set; fewer images means a subset such as the offline copy.
 OFFICIAL_TRAIN_IMAGES = 50_000
 OFFICIAL_TEST_IMAGES = 10_000
+# The offline copy (../shared/datasets/cifar10): the first 1,017 records of every file are the
+# original pixels, the rest were decoded from JPEG copies; the benchmark reports both apart.
+OFFLINE_COPY_EXACT_PER_FILE = 1_017
 # Predictions written by `cifar10-tfx predict` (and the batch stage): one row per image, the same
 # columns in CSV and JSON Lines: the file, the class, then one probability per class.
 PREDICTION_FORMATS = ("csv", "jsonl")

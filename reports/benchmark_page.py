@@ -53,8 +53,31 @@ def _format(label: str, value) -> str:
     return f"{value:,}"
 
 
+def machine_text(machine: dict) -> str:
+    """benchmarks.run_benchmark.machine_description's dict as one phrase of a page."""
+    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+            f"{'a GPU' if machine['gpu'] else 'no GPU'} ({machine['os']}, Python "
+            f"{machine['python']}, TensorFlow {machine['tensorflow']})")
+
+
 def _ratio(model: float, base: float) -> str:
     return f"{model / base:.2f}x"
+
+
+def _origin_rows(model: dict, base: dict | None) -> list[tuple]:
+    """Accuracy on the offline copy's original images and on its JPEG-decoded ones, apart."""
+    names = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
+    rows = []
+    for origin, name in names.items():
+        part = model.get("accuracy_by_origin", {}).get(origin)
+        if not part or part["accuracy"] is None:
+            continue
+        theirs = (base or {}).get("accuracy_by_origin", {}).get(origin)
+        rows.append((f"Test accuracy, {part['images']:,} images with {name}",
+                     f"{part['accuracy']:.2%}",
+                     theirs and theirs["accuracy"] is not None and f"{theirs['accuracy']:.2%}",
+                     None))
+    return rows
 
 
 def _comparison_rows(report: dict) -> list[list[str]]:
@@ -65,6 +88,7 @@ def _comparison_rows(report: dict) -> list[list[str]]:
         ("Test accuracy", f"{model['accuracy']:.2%}", base and f"{base['accuracy']:.2%}",
          base and f"{(1 - base['accuracy']) / max(1 - model['accuracy'], 1e-9):.2f}x fewer "
                   f"errors"),
+        *_origin_rows(model, base),
         ("Parameters", f"{model['parameters']:,}", base and f"{base['parameters']:,}",
          base and _ratio(model["parameters"], base["parameters"])),
         ("Training wall time", _minutes(model["trainer_seconds"]),
@@ -87,9 +111,7 @@ def build(report: dict, images: dict[str, str]) -> Document:
     machine = report["machine"]
     doc = Document()
     doc.heading(1, f"Benchmark results ({report['mode']} run)")
-    doc.para(f"Measured {report['date']} on {machine['cpu']}, {machine['cores']} cores, "
-             f"{machine['memory_gib']} GiB, {'a GPU' if machine['gpu'] else 'no GPU'} "
-             f"({machine['os']}, Python {machine['python']}, TensorFlow {machine['tensorflow']}).")
+    doc.para(f"Measured {report['date']} on {machine_text(machine)}.")
     doc.para(f"Command: `{report['command']}`  \n"
              f"Pipeline: `{report['pipeline_command']}`  \n"
              f"Test set: {report['test_images']:,} images of `{contract.TEST_BATCH_FILE}`; budget "
