@@ -306,8 +306,7 @@ def trials_table(trials: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def _search_budget(tuner, rows: list[dict]) -> str:
     """The proxy budget (from the Tuner's custom_config) and its cost beside the Trainer's."""
-    settings = json.loads(runs.custom_value(tuner, "custom_config") or "{}") \
-        if hasattr(tuner, "custom_properties") else {}
+    settings = json.loads(runs.custom_value(tuner, "custom_config") or "{}")
     seconds = {r["node"]: r for r in rows}
     text = ""
     if settings.get("epochs") and settings.get("train_fraction"):
@@ -342,8 +341,8 @@ def section_hyperparameters(doc: Document, view: RunView, rows: list[dict] = ())
         if budget:
             doc.para(budget)
         if trials:
-            header, rows = trials_table(trials)
-            doc.table(header, rows, numeric=[False, True] + [True] * (len(header) - 2))
+            header, trial_rows = trials_table(trials)
+            doc.table(header, trial_rows, numeric=[False, True] + [True] * (len(header) - 2))
         found = _json_file_or_none(os.path.join(best.uri, "best_hyperparameters.txt")) \
             if best is not None else None
         if found:

@@ -26,7 +26,10 @@ class _StubRun:
         self.outputs = outputs
 
     def execution(self, node):
-        return object() if any(n == node for n, _ in self.outputs) else None
+        from ml_metadata.proto import metadata_store_pb2
+
+        return metadata_store_pb2.Execution() if any(n == node for n, _ in self.outputs) \
+            else None
 
     def output(self, node, key):
         return self.outputs.get((node, key))
