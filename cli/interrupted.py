@@ -66,6 +66,14 @@ def stop_beam_workers(timeout_s: float = _STOP_SECONDS) -> int:
     return len(workers)
 
 
+def _stop_beam_workers_quietly() -> None:
+    """stop_beam_workers, best effort: the interrupt must go on whatever happens here."""
+    try:
+        stop_beam_workers()
+    except Exception as error:  # noqa: BLE001
+        log.warning("could not stop the Beam workers (%s)", error)
+
+
 def _ended(processes: Sequence, timeout_s: float) -> bool:
     """Waits until every process has ended, without reaping: Beam's own threads wait for
     (and reap) the workers they started, and must see how each ended."""
@@ -144,10 +152,7 @@ class InterruptGuard:
     def _watch(self) -> None:
         while not self._done.wait(_RETRY_SECONDS):
             if self._pressed.is_set() and not self._caught:
-                try:  # again each time: a stage may have started workers meanwhile
-                    stop_beam_workers()
-                except Exception as error:  # noqa: BLE001 (the interrupt must still go on)
-                    log.warning("could not stop the Beam workers (%s)", error)
+                _stop_beam_workers_quietly()  # each time: a stage may have started more
                 _thread.interrupt_main(signal.SIGINT)  # runs _handler in the main thread
 
     def caught(self) -> None:
@@ -173,9 +178,7 @@ class InterruptGuard:
         self._caught = True  # one it simulated just now runs _handler below, which returns
         try:
             if self._pressed.is_set():  # whatever the watcher has not stopped yet
-                stop_beam_workers()
-        except Exception as error:  # noqa: BLE001 (best effort, on the way out)
-            log.warning("could not stop the Beam workers (%s)", error)
+                _stop_beam_workers_quietly()
         finally:
             signal.signal(signal.SIGINT, self._previous)
             sys.unraisablehook = self._unraisable_hook
