@@ -83,11 +83,13 @@ def transformed_dataset(file_patterns: Iterable[str], tf_transform_output,
     return dataset.cache()
 
 
-def augment_batch(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
+def augment_batch(images: tf.Tensor, seed: int | None = None,
+                  flips: tf.Tensor | None = None) -> tf.Tensor:
     """Random translation (reflect-padded crop) and horizontal flip of a batch [N, 32, 32, 3].
 
     Done per batch with gathers rather than per image, so augmentation costs little of the CPU
     that training needs. A small shift suits short schedules better than the classic 4 pixels.
+    `flips` (bool [N]) says which images to mirror; by default each is a coin toss.
     """
     pad = TRANSLATE_PIXELS
     batch = tf.shape(images)[0]
@@ -97,7 +99,10 @@ def augment_batch(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
     cols = offsets[:, 1:] + tf.range(contract.IMAGE_WIDTH)[tf.newaxis, :]
     shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
     shifted = tf.gather(shifted, cols, axis=2, batch_dims=1)
-    flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
+    if flips is None:
+        flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
+    else:
+        flip = tf.reshape(flips, [batch, 1, 1, 1])
     return tf.where(flip, tf.reverse(shifted, axis=[2]), shifted)
 
 
@@ -112,6 +117,36 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, training: bool,
     dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, contract.NUM_CLASSES)),
                           num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def training_batches(dataset: tf.data.Dataset, num_examples: int, batch_size: int,
+                     seed: int | None = None, alternating_flip: bool = False) -> tf.data.Dataset:
+    """The endless stream of augmented training batches that the Tuner and the Trainer fit on.
+
+    With `alternating_flip`, each image is mirrored at random in the first epoch and then in
+    every other epoch only: over any two epochs the network sees both sides of every image once,
+    which random flips leave to chance (airbench's "derandomized" flip).
+    """
+    if not alternating_flip:
+        return make_batches(dataset, batch_size, training=True, seed=seed).repeat()
+    first_flip_seed = tf.constant(0 if seed is None else seed, tf.int64)
+
+    def with_flip(position: tf.Tensor, item):
+        index, (image, label) = item
+        first = tf.random.stateless_uniform([], tf.stack([first_flip_seed, index])) < 0.5
+        odd_epoch = (position // num_examples) % 2 == 1
+        return image, label, tf.math.logical_xor(first, odd_epoch)
+
+    stream = (dataset.enumerate()
+              .shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
+              .repeat()
+              .enumerate()
+              .map(with_flip, num_parallel_calls=AUTOTUNE)
+              .batch(batch_size, drop_remainder=True)
+              .map(lambda x, y, flips: (augment_batch(x, flips=flips),
+                                        tf.one_hot(y, contract.NUM_CLASSES)),
+                   num_parallel_calls=AUTOTUNE))
+    return stream.prefetch(AUTOTUNE)
 
 
 def count(dataset: tf.data.Dataset) -> int:

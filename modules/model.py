@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from modules import contract
 
@@ -30,9 +31,13 @@ LOGIT_SCALE = 1.0 / 9.0
 BATCHNORM_MOMENTUM = 0.8
 BIAS_GRADIENT_SCALE = 64.0
 REFERENCE_BATCH_SIZE = 256  # `learning_rate` is the peak rate at this batch size, scaled linearly
+ACTIVATIONS = ("relu", "gelu")
 
-def block_widths(base_filters: int) -> tuple[int, int, int]:
-    return (base_filters, 2 * base_filters, 3 * base_filters)
+BATCHNORM_RECALIBRATION_BATCHES = 40  # 0.8**40: the old statistics weigh nothing afterwards
+
+
+def block_widths(base_filters: int, stage2_width: float = 2.0) -> tuple[int, int, int]:
+    return (base_filters, int(round(stage2_width * base_filters)), 3 * base_filters)
 
 
 def _conv(filters: int, name: str) -> keras.layers.Conv2D:
@@ -43,14 +48,14 @@ def _batchnorm(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM, scale=False, name=name)
 
 
-def _block(x, filters: int, name: str):
+def _block(x, filters: int, name: str, activation: str = "relu"):
     x = _conv(filters, f"{name}_conv1")(x)
     x = keras.layers.MaxPooling2D(name=f"{name}_pool")(x)
     x = _batchnorm(f"{name}_bn1")(x)
-    x = keras.layers.Activation("relu", name=f"{name}_relu1")(x)
+    x = keras.layers.Activation(activation, name=f"{name}_act1")(x)
     x = _conv(filters, f"{name}_conv2")(x)
     x = _batchnorm(f"{name}_bn2")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu2")(x)
+    return keras.layers.Activation(activation, name=f"{name}_act2")(x)
 
 
 def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
@@ -67,8 +72,13 @@ def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
     whitening.trainable = False
     x = whitening(inputs)
     x = keras.layers.Activation("relu", name="whitening_relu")(x)
-    for index, filters in enumerate(block_widths(int(hp["base_filters"])), start=1):
-        x = _block(x, filters, f"block{index}")
+    activation = str(hp["activation"])
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {activation!r}; choose one of "
+                         f"{', '.join(ACTIVATIONS)}.")
+    widths = block_widths(int(hp["base_filters"]), float(hp["stage2_width"]))
+    for index, filters in enumerate(widths, start=1):
+        x = _block(x, filters, f"block{index}", activation)
     x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
     x = keras.layers.Dropout(float(hp["dropout"]), name="dropout")(x)
     logits = keras.layers.Dense(contract.NUM_CLASSES, use_bias=False, name="logits")(x)
@@ -152,18 +162,37 @@ class WhitenedNetSGD(keras.optimizers.SGD):
 
 def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_steps: int,
                   batch_size: int = REFERENCE_BATCH_SIZE) -> keras.Model:
-    """SGD with Nesterov momentum: 20% linear warm-up, then cosine decay; label smoothing; L2."""
+    """SGD with Nesterov momentum: 20% linear warm-up, then cosine decay; label smoothing; L2;
+    optionally an exponential moving average of the weights (`ema_momentum`)."""
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     peak = float(hp["learning_rate"]) * batch_size / REFERENCE_BATCH_SIZE
     warmup = max(1, int(0.2 * total_steps))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=peak / 5.0, decay_steps=max(1, total_steps - warmup),
         warmup_target=peak, warmup_steps=warmup, alpha=0.02)
+    ema_momentum = float(hp["ema_momentum"])
+    if not 0.0 <= ema_momentum < 1.0:
+        raise ValueError(f"ema_momentum must be in [0, 1), not {ema_momentum}.")
+    # With an average, Keras' fit ends by writing the averaged weights into the model; their
+    # BatchNorm statistics then need `recalibrate_batchnorm`.
     optimizer = WhitenedNetSGD(learning_rate=schedule, momentum=0.85, nesterov=True,
-                               l2=float(hp["weight_decay"]))
+                               l2=float(hp["weight_decay"]), use_ema=ema_momentum > 0.0,
+                               ema_momentum=ema_momentum or 0.99)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(hp["label_smoothing"])),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=False)  # XLA is slower than oneDNN for these convolutions on CPU (measured)
     return model
+
+
+def recalibrate_batchnorm(model: keras.Model, batches) -> None:
+    """Re-estimates the BatchNorm moving statistics for the model's current weights.
+
+    Averaged weights (`ema_momentum`) never produced the statistics that training accumulated
+    for the raw ones; a few forward passes in training mode, with no weight update, fix that.
+    `batches` yields (images, labels), at least BATCHNORM_RECALIBRATION_BATCHES of them.
+    """
+    forward = tf.function(lambda images: model(images, training=True))
+    for images, _ in batches.take(BATCHNORM_RECALIBRATION_BATCHES):
+        forward(images)

@@ -204,7 +204,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     return tfx.components.TunerFnResult(
         tuner=tuner,
         fit_kwargs={
-            "x": data.make_batches(train, batch_size, training=True, seed=SEED).repeat(),
+            "x": data.training_batches(
+                train, num_proxy, batch_size, seed=SEED,
+                alternating_flip=bool(contract.DEFAULT_HPARAMS["alternating_flip"])),
             "validation_data": data.make_batches(evaluation, batch_size, training=False),
             "epochs": epochs,
             "steps_per_epoch": steps,
@@ -336,7 +338,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                synchronized_batchnorm=multi_worker)
         with strategy.scope(), keras_multi_worker_fixes(model, strategy):
             model.fit(
-                _sharded(data.make_batches(train, batch_size, training=True, seed=SEED).repeat()),
+                _sharded(data.training_batches(
+                    train, num_train, batch_size, seed=SEED,
+                    alternating_flip=bool(hparams["alternating_flip"]))),
                 validation_data=_sharded(
                     data.make_batches(evaluation, batch_size, training=False)),
                 epochs=epochs,
@@ -345,6 +349,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir)],
             )
         _synchronize_batchnorm(model, False)  # the export is the same model as a 1-worker one's
+        if float(hparams["ema_momentum"]) > 0.0:
+            # Every worker sees the same unshuffled, unaugmented batches: equal statistics.
+            model_lib.recalibrate_batchnorm(
+                model, data.make_batches(train, batch_size, training=False))
         fingerprints = weights_fingerprints(model)
         log.info("Weights fingerprints (equal on every worker): %s", json.dumps(fingerprints))
         export.export_serving_model(

@@ -37,3 +37,24 @@ def test_evaluation_batches_are_left_alone_and_training_batches_keep_their_shape
     np.testing.assert_array_equal(y_eval.numpy().argmax(axis=1), labels)
     x_train, _ = next(iter(data.make_batches(dataset, 8, training=True, seed=0)))
     assert x_train.shape == (8, *contract.IMAGE_SHAPE)
+
+
+def _mirrored(original: np.ndarray, result: np.ndarray) -> bool:
+    plain = any(np.array_equal(result, w) for w in _windows(original))
+    mirrored = any(np.array_equal(result[:, ::-1], w) for w in _windows(original))
+    assert plain or mirrored
+    return mirrored and not plain
+
+
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch():
+    count, batch, epochs = 8, 4, 4
+    images = np.random.default_rng(4).random((count, *contract.IMAGE_SHAPE)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(count)))
+    stream = data.training_batches(dataset, count, batch, seed=5, alternating_flip=True)
+    flipped = np.zeros((epochs, count), bool)
+    for step, (x, y) in enumerate(stream.take(epochs * count // batch)):
+        for result, index in zip(x.numpy(), y.numpy().argmax(axis=1), strict=True):
+            flipped[step * batch // count, index] = _mirrored(images[index], result)
+    assert 0 < flipped[0].sum() < count  # the first epoch is random
+    for epoch in range(1, epochs):
+        np.testing.assert_array_equal(flipped[epoch], ~flipped[epoch - 1])

@@ -5,6 +5,7 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from modules import contract, model, training
 
@@ -35,7 +36,39 @@ def test_search_space_covers_filters_dropout_and_learning_rate():
     hp = keras_tuner.HyperParameters()
     values = training.search_space(hp)
     assert {"base_filters", "dropout", "learning_rate"} <= set(values)
-    assert set(contract.DEFAULT_HPARAMS) == set(values)
+    assert set(values) <= set(contract.DEFAULT_HPARAMS)
+    assert {name: hp.get(name) for name in values} == {
+        name: contract.DEFAULT_HPARAMS[name] for name in values}  # the first trial: defaults
+
+
+def test_levers_shape_the_network():
+    net = model.build_model({"base_filters": 8, "stage2_width": 2.5, "activation": "gelu"})
+    assert [net.get_layer(f"block{i}_conv2").filters for i in (1, 2, 3)] == [8, 20, 24]
+    assert net.get_layer("block1_act1").activation.__name__ == "gelu"
+    with pytest.raises(ValueError, match="Unknown activation 'swish'"):
+        model.build_model({"activation": "swish"})
+    with pytest.raises(ValueError, match="ema_momentum must be in"):
+        model.compile_model(model.build_model({"base_filters": 8}), {"ema_momentum": 1.0}, 10)
+
+
+def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it():
+    hparams = {"base_filters": 8, "ema_momentum": 0.5}
+    net = model.compile_model(model.build_model(hparams), hparams, total_steps=10, batch_size=8)
+    assert net.optimizer.use_ema
+    rng = np.random.default_rng(3)
+    x = rng.random((32, *contract.IMAGE_SHAPE)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(32) % 10, contract.NUM_CLASSES)
+    net.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    averages = [np.asarray(v) for v in net.optimizer._model_variables_moving_average]  # noqa: SLF001
+    for variable, average in zip(net.trainable_weights, averages, strict=True):
+        np.testing.assert_allclose(np.asarray(variable), average, atol=1e-6)
+
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    model.recalibrate_batchnorm(net, batches)
+    bn = net.get_layer("block1_bn1")
+    bn_input = keras.Model(net.inputs, net.get_layer("block1_pool").output)(x, training=False)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean),
+                               np.asarray(bn_input).mean(axis=(0, 1, 2)), atol=0.05)
 
 
 def _smooth_images(count: int = 64) -> np.ndarray:

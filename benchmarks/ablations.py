@@ -1,0 +1,222 @@
+"""Issue #17's ablations: each model lever on its own, on a short fixed budget, with run_fn itself.
+
+    python benchmarks/ablations.py --data-dir ~/.cache/cifar10 --run-dir RUN --epochs 4
+    python benchmarks/ablations.py --render-only                 # rewrite ABLATIONS.md from JSON
+
+RUN is the output dir of any earlier local run on the same data (`make run`, run_benchmark.py,
+scale_out.py): its newest Examples and TransformGraph artifacts are the input, so every variant
+trains on exactly the pipeline's `train` split through the pipeline's Transform graph. Each
+variant is a fresh process that calls modules.training.run_fn with the variant's hyperparameters
+(the levers are hyperparameters: modules.contract.DEFAULT_HPARAMS) and the same epochs, batch
+size and seed, so only the lever differs. The exported SavedModel is then scored on every image of
+`test_batch.bin` through its `serving_pixels` signature with 2 views (the image and its mirror),
+and the Keras model alone with 1 view. A short budget ranks levers cheaply; it is not the full
+18-epoch figure (benchmarks/RESULTS.md), and one seed per variant leaves a few tenths of a point
+of noise. The machine and its load go beside the figures: the cores are shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT_DIR)
+
+from benchmarks import common, run_benchmark  # noqa: E402
+from reports.document import Document  # noqa: E402
+
+PAGE = "ABLATIONS.md"
+JSON = "ablations.json"
+# name -> (what it changes, its hyperparameters over modules.contract.DEFAULT_HPARAMS)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "defaults": ("today's defaults", {}),
+    "ema": ("exponential moving average of the weights (0.99 per step), BatchNorm recalibrated",
+            {"ema_momentum": 0.99}),
+    "alternating_flip": ("each image mirrored in every other epoch instead of at random",
+                         {"alternating_flip": True}),
+    "wide_stage2": ("widths 64/160/192 instead of 64/128/192", {"stage2_width": 2.5}),
+    "ema+flip+wide": ("the three levers above, together",
+                      {"ema_momentum": 0.99, "alternating_flip": True, "stage2_width": 2.5}),
+    "gelu": ("GELU instead of ReLU in the blocks", {"activation": "gelu"}),
+}
+SERVED_TTA = "flip"  # the issue's serving budget: at most 2 views
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
+                   help="the CIFAR-10 folder the run was made from (test_batch.bin is scored)")
+    p.add_argument("--run-dir", help="output dir of an earlier local run on that data")
+    p.add_argument("--epochs", type=int, default=4, help="the fixed budget of every variant")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps-per-epoch", type=int,
+                   help="cap each epoch (a smoke test; default: the whole train split)")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    p.add_argument("--results-dir", default=os.path.join(PROJECT_DIR, "benchmarks"),
+                   help="where ABLATIONS.md and ablations.json go (default benchmarks/)")
+    p.add_argument("--render-only", action="store_true",
+                   help="only rewrite the page from the results dir's JSON")
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # the child process: train one variant
+    p.add_argument("--inputs", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def run_inputs(run_dir: str) -> dict[str, str]:
+    """The newest Examples and TransformGraph of a local run, as run_fn's input paths."""
+    from modules import contract, data
+    from reports import runs
+
+    store = runs.open_store(os.path.join(run_dir, contract.METADATA_FILE))
+    examples = runs.latest_artifact(store, "Examples")
+    graph = runs.latest_artifact(store, "TransformGraph")
+    if examples is None or graph is None:
+        raise SystemExit(f"error: --run-dir {run_dir}: no Examples or TransformGraph artifact; "
+                         f"run the pipeline there first.")
+    def split(name: str) -> str:
+        return data.split_pattern(os.path.join(examples.uri, f"Split-{name}"))
+
+    return {"train": split(contract.TRAIN_SPLIT), "eval": split(contract.EVAL_SPLIT),
+            "transform_graph": graph.uri}
+
+
+def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str,
+                  work_dir: str) -> dict:
+    """run_fn on one variant, then its scores; in a fresh process (fresh TF state and seeds)."""
+    import keras_tuner
+    import numpy as np
+    import tensorflow as tf
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from modules import contract, export, preprocessing, training
+
+    hp = keras_tuner.HyperParameters()
+    for key, value in VARIANTS[name][1].items():
+        hp.Fixed(key, value)
+    model_uri = os.path.join(work_dir, "model")
+    fn_args = FnArgs(
+        train_files=[inputs["train"]], eval_files=[inputs["eval"]],
+        transform_graph_path=inputs["transform_graph"],
+        serving_model_dir=export.serving_model_dir(model_uri),
+        model_run_dir=os.path.join(work_dir, "model_run"),
+        hyperparameters=hp.get_config(),
+        custom_config={**budget, "test_time_augmentation": SERVED_TTA})
+    training.run_fn(fn_args)
+    with open(os.path.join(fn_args.model_run_dir, contract.TRAINING_SUMMARY_FILE)) as f:
+        summary = json.load(f)
+
+    images, labels, exact = run_benchmark.load_split_with_origin(
+        data_dir, contract.TEST_PATTERN, (0.0, 1.0))
+    signature = tf.saved_model.load(fn_args.serving_model_dir).signatures[
+        contract.PIXELS_SIGNATURE]
+    keras_model, _ = export.load_keras_model(model_uri)
+    served, single = [], []
+    for start in range(0, len(images), 500):
+        batch = tf.constant(images[start:start + 500])
+        served.append(signature(pixels=batch)[contract.PROBABILITIES_OUTPUT].numpy().argmax(1))
+        single.append(keras_model(preprocessing.scale_pixels(batch), training=False)
+                      .numpy().argmax(1))
+    served, single = np.concatenate(served), np.concatenate(single)
+    return {"variant": name, "hyperparameters": summary["hyperparameters"],
+            "parameters": summary["parameters"],
+            "train_seconds": summary[contract.TRAIN_SECONDS_KEY],
+            "test_images": int(len(labels)),
+            "accuracy_1_view": float((single == labels).mean()),
+            "accuracy_2_views": float((served == labels).mean()),
+            "accuracy_2_views_by_origin": run_benchmark.accuracy_by_origin(served, labels, exact)}
+
+
+def run_variant(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
+    """One variant in a child process, timed with the load around it."""
+    record: dict = {}
+    with tempfile.TemporaryDirectory(prefix=f"ablation-{name}-") as work_dir, \
+            common.measured(record):
+        result_path = os.path.join(work_dir, "result.json")
+        command = [sys.executable, os.path.abspath(__file__), "--variant", name,
+                   "--inputs", json.dumps(inputs), "--epochs", str(args.epochs),
+                   "--batch-size", str(args.batch_size), "--data-dir", args.data_dir,
+                   *(["--steps-per-epoch", str(args.steps_per_epoch)]
+                     if args.steps_per_epoch else []),
+                   "--results-dir", work_dir]
+        print(f"== {name}: {VARIANTS[name][0]}", flush=True)
+        subprocess.run(command, check=True)
+        with open(result_path) as f:
+            record.update(json.load(f))
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.variant:
+        budget = {"epochs": args.epochs, "batch_size": args.batch_size,
+                  "steps_per_epoch": args.steps_per_epoch}
+        result = train_variant(args.variant, json.loads(args.inputs), budget, args.data_dir,
+                               args.results_dir)
+        common.write_json(result, args.results_dir, "result.json")
+        return 0
+    if args.render_only:
+        common.write_page(page(common.read_json(args.results_dir, JSON)), args.results_dir, PAGE)
+        return 0
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise SystemExit(f"error: --variants: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(VARIANTS)}.")
+    if not args.run_dir:
+        raise SystemExit("error: --run-dir is required: the output dir of an earlier local run.")
+    inputs = run_inputs(args.run_dir)
+    os.makedirs(args.results_dir, exist_ok=True)
+    report = {"date": common.now_utc(), "command": common.invocation("ablations.py", argv),
+              "machine": run_benchmark.machine_description(), "epochs": args.epochs,
+              "batch_size": args.batch_size, "steps_per_epoch": args.steps_per_epoch,
+              "variants": []}
+    for name in names:
+        report["variants"].append(run_variant(args, name, inputs))
+        common.write_json(report, args.results_dir, JSON)  # what finished survives a stop
+    common.write_page(page(report), args.results_dir, PAGE)
+    return 0
+
+
+def page(report: dict) -> str:
+    """ABLATIONS.md's text, from ablations.json."""
+    variants = report["variants"]
+    base = next((v for v in variants if v["variant"] == "defaults"), None)
+    doc = Document()
+    doc.heading(1, "Model ablations (issue #17)")
+    doc.para(f"Measured {report['date']} on {common.machine_line(report['machine'])}.  \n"
+             f"Command: `{report['command']}`  \n"
+             f"Budget: {report['epochs']} epochs at batch {report['batch_size']} for every "
+             f"variant, same data, same seed; accuracy on the "
+             f"{variants[0]['test_images'] if variants else 0:,} images of `test_batch.bin`.")
+    doc.para("Each variant is `modules.training.run_fn` with one lever changed. *2 views* is the "
+             "exported SavedModel (`serving_pixels`, the image and its mirror), *1 view* the "
+             "Keras model alone. *Exact* and *JPEG* split the 2-view accuracy by the image's "
+             "origin in the offline copy. Time is run_fn's own (training, export). Differences "
+             "of a few tenths of a point are within one seed's noise.")
+    rows = []
+    for v in variants:
+        origin = v["accuracy_2_views_by_origin"]
+        rows.append([
+            v["variant"], VARIANTS.get(v["variant"], ("?",))[0], f"{v['parameters']:,}",
+            f"{v['train_seconds'] / 60:.1f} min",
+            f"{v['train_seconds'] / base['train_seconds']:.2f}x" if base else "-",
+            f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
+            (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
+             if base else "-"),
+            f"{origin['exact']['accuracy']:.2%}" if origin else "-",
+            f"{origin['jpeg_decoded']['accuracy']:.2%}" if origin else "-",
+            common.load_text(v)])
+    doc.table(["Variant", "Lever", "Parameters", "Time", "vs. defaults", "1 view", "2 views",
+               "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
+              numeric=[False, False, True, True, True, True, True, True, True, True, False])
+    doc.para(f"Raw figures: `{JSON}`.")
+    return doc.to_markdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
