@@ -28,10 +28,11 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
 
 from benchmarks import common, run_benchmark  # noqa: E402
+from reports import benchmark_page  # noqa: E402
 from reports.document import Document  # noqa: E402
 
 PAGE = "ABLATIONS.md"
-JSON = "ablations.json"
+JSON = benchmark_page.ABLATIONS_JSON
 # name -> (what it changes, its hyperparameters over modules.contract.DEFAULT_HPARAMS)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "defaults": ("today's defaults", {}),
@@ -62,6 +63,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="where ABLATIONS.md and ablations.json go (default benchmarks/)")
     p.add_argument("--render-only", action="store_true",
                    help="only rewrite the page from the results dir's JSON")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain every variant; by default those the results dir's JSON holds "
+                        "for the same budget are kept (a stopped run resumes)")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # the child process: train one variant
     p.add_argument("--inputs", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -131,9 +135,20 @@ def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str
             "accuracy_2_views_by_origin": run_benchmark.accuracy_by_origin(served, labels, exact)}
 
 
+def earlier_variants(args: argparse.Namespace) -> dict[str, dict]:
+    """The variants the results dir's JSON already holds for the same budget (none if --fresh)."""
+    if args.fresh or not os.path.exists(os.path.join(args.results_dir, JSON)):
+        return {}
+    report = common.read_json(args.results_dir, JSON)
+    budget = (args.epochs, args.batch_size, args.steps_per_epoch)
+    if (report.get("epochs"), report.get("batch_size"), report.get("steps_per_epoch")) != budget:
+        return {}
+    return {variant["variant"]: variant for variant in report.get("variants", [])}
+
+
 def run_variant(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
     """One variant in a child process, timed with the load around it."""
-    record: dict = {}
+    record: dict = {"date": common.now_utc(), "lever": VARIANTS[name][0]}
     with tempfile.TemporaryDirectory(prefix=f"ablation-{name}-") as work_dir, \
             common.measured(record):
         result_path = os.path.join(work_dir, "result.json")
@@ -160,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         common.write_json(result, args.results_dir, "result.json")
         return 0
     if args.render_only:
-        common.write_page(page(common.read_json(args.results_dir, JSON)), args.results_dir, PAGE)
+        write_pages(common.read_json(args.results_dir, JSON), args.results_dir)
         return 0
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -175,46 +190,34 @@ def main(argv: Sequence[str] | None = None) -> int:
               "machine": run_benchmark.machine_description(), "epochs": args.epochs,
               "batch_size": args.batch_size, "steps_per_epoch": args.steps_per_epoch,
               "variants": []}
+    earlier = earlier_variants(args)
     for name in names:
-        report["variants"].append(run_variant(args, name, inputs))
+        if name in earlier:
+            print(f"== {name}: kept from {earlier[name].get('date', 'an earlier run')}")
+        report["variants"].append({"lever": VARIANTS[name][0], **earlier[name]} if name in earlier
+                                  else run_variant(args, name, inputs))
         common.write_json(report, args.results_dir, JSON)  # what finished survives a stop
-    common.write_page(page(report), args.results_dir, PAGE)
+    write_pages(report, args.results_dir)
     return 0
 
 
+def write_pages(report: dict, results_dir: str) -> None:
+    """ABLATIONS.md, and RESULTS.md again (with the table) where results.json is beside it."""
+    common.write_page(page(report), results_dir, PAGE)
+    if os.path.exists(os.path.join(results_dir, benchmark_page.RESULTS_JSON)):
+        benchmark_page.write(common.read_json(results_dir, benchmark_page.RESULTS_JSON),
+                             results_dir)
+        print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
+
+
 def page(report: dict) -> str:
-    """ABLATIONS.md's text, from ablations.json."""
-    variants = report["variants"]
-    base = next((v for v in variants if v["variant"] == "defaults"), None)
+    """ABLATIONS.md's text, from ablations.json (the same table RESULTS.md shows)."""
     doc = Document()
     doc.heading(1, "Model ablations (issue #17)")
-    doc.para(f"Measured {report['date']} on {common.machine_line(report['machine'])}.  \n"
-             f"Command: `{report['command']}`  \n"
-             f"Budget: {report['epochs']} epochs at batch {report['batch_size']} for every "
-             f"variant, same data, same seed; accuracy on the "
-             f"{variants[0]['test_images'] if variants else 0:,} images of `test_batch.bin`.")
-    doc.para("Each variant is `modules.training.run_fn` with one lever changed. *2 views* is the "
-             "exported SavedModel (`serving_pixels`, the image and its mirror), *1 view* the "
-             "Keras model alone. *Exact* and *JPEG* split the 2-view accuracy by the image's "
-             "origin in the offline copy. Time is run_fn's own (training, export). Differences "
-             "of a few tenths of a point are within one seed's noise.")
-    rows = []
-    for v in variants:
-        origin = v["accuracy_2_views_by_origin"]
-        rows.append([
-            v["variant"], VARIANTS.get(v["variant"], ("?",))[0], f"{v['parameters']:,}",
-            f"{v['train_seconds'] / 60:.1f} min",
-            f"{v['train_seconds'] / base['train_seconds']:.2f}x" if base else "-",
-            f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
-            (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
-             if base else "-"),
-            f"{origin['exact']['accuracy']:.2%}" if origin else "-",
-            f"{origin['jpeg_decoded']['accuracy']:.2%}" if origin else "-",
-            common.load_text(v)])
-    doc.table(["Variant", "Lever", "Parameters", "Time", "vs. defaults", "1 view", "2 views",
-               "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
-              numeric=[False, False, True, True, True, True, True, True, True, True, False])
-    doc.para(f"Raw figures: `{JSON}`.")
+    benchmark_page.add_ablations(doc, report)
+    doc.para(f"Raw figures: `{JSON}`. Written by `benchmarks/ablations.py`, which also adds this "
+             f"table to `{benchmark_page.RESULTS_MD}` when `{benchmark_page.RESULTS_JSON}` is "
+             f"beside it.")
     return doc.to_markdown()
 
 

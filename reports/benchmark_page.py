@@ -12,6 +12,7 @@ from reports.document import Document
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "RESULTS.md"
+ABLATIONS_JSON = "ablations.json"  # benchmarks/ablations.py's figures; RESULTS.md shows them too
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class_f1.png"
 
@@ -144,9 +145,54 @@ def build(report: dict, images: dict[str, str]) -> Document:
     return doc
 
 
-def render(report: dict, images: dict[str, str]) -> str:
-    """RESULTS.md's text."""
-    return build(report, images).to_markdown()
+def add_ablations(doc: Document, ablations: dict, heading_level: int = 2) -> None:
+    """benchmarks/ablations.py's table: each lever's parameters, time and accuracy beside the
+    defaults, on one fixed short budget."""
+    variants = ablations["variants"]
+    base = next((v for v in variants if v["variant"] == "defaults"), None)
+    doc.heading(heading_level, "Ablations on a short budget (issue #17)")
+    doc.para(f"Measured {ablations['date']} on {machine_text(ablations['machine'])}, with "
+             f"`{ablations['command']}`: {ablations['epochs']} epochs at batch "
+             f"{ablations['batch_size']} for every variant, same data and seed; accuracy on the "
+             f"{variants[0]['test_images'] if variants else 0:,} images of "
+             f"`{contract.TEST_BATCH_FILE}`. Each variant is `modules.training.run_fn` with its "
+             f"levers set; *2 views* is the exported SavedModel (the image and its mirror), "
+             f"*1 view* the Keras model alone; *exact* and *JPEG* split the 2-view accuracy by "
+             f"the image's origin in the offline copy. Time is run_fn's own (training and "
+             f"export). Differences of a few tenths of a point are within one seed's noise.")
+    rows = []
+    for v in variants:
+        origin = v["accuracy_2_views_by_origin"]
+        rows.append([
+            v["variant"], v.get("lever", "-"), f"{v['parameters']:,}",
+            f"{v['train_seconds'] / 60:.1f} min",
+            f"{v['train_seconds'] / base['train_seconds']:.2f}x" if base else "-",
+            f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
+            (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
+             if base else "-"),
+            f"{origin['exact']['accuracy']:.2%}" if origin else "-",
+            f"{origin['jpeg_decoded']['accuracy']:.2%}" if origin else "-",
+            (f"{v['load_before'][0]:.2f} → {v['load_after'][0]:.2f}"
+             if "load_before" in v else "-")])
+    doc.table(["Variant", "Lever", "Parameters", "Time", "vs. defaults", "1 view", "2 views",
+               "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
+              numeric=[False, False, True, True, True, True, True, True, True, True, False])
+
+
+def render(report: dict, images: dict[str, str], ablations: dict | None = None) -> str:
+    """RESULTS.md's text; with benchmarks/ablations.py's figures when given."""
+    doc = build(report, images)
+    if ablations:
+        add_ablations(doc, ablations)
+    return doc.to_markdown()
+
+
+def _ablations_beside(results_dir: str) -> dict | None:
+    path = os.path.join(results_dir, ABLATIONS_JSON)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def write(report: dict, results_dir: str) -> None:
@@ -166,4 +212,4 @@ def write(report: dict, results_dir: str) -> None:
     with open(os.path.join(results_dir, RESULTS_JSON), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
-        f.write(render(report, images))
+        f.write(render(report, images, _ablations_beside(results_dir)))
