@@ -41,7 +41,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "alternating_flip": ("each image mirrored in every other epoch instead of at random",
                          {"alternating_flip": True}),
     "wide_stage2": ("widths 64/160/192 instead of 64/128/192", {"stage2_width": 2.5}),
-    "ema+flip+wide": ("the three levers above, together",
+    "ema+flip+wide": ("the weight average, alternating flips and widths 64/160/192 together",
                       {"ema_momentum": 0.99, "alternating_flip": True, "stage2_width": 2.5}),
     "gelu": ("GELU instead of ReLU in the blocks", {"activation": "gelu"}),
 }
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         if name in earlier:
             print(f"== {name}: kept from {earlier[name].get('date', 'an earlier run')}")
-        report["variants"].append({"lever": VARIANTS[name][0], **earlier[name]} if name in earlier
+        report["variants"].append({**earlier[name], "lever": VARIANTS[name][0]} if name in earlier
                                   else run_variant(args, name, inputs))
         common.write_json(report, args.results_dir, JSON)  # what finished survives a stop
     write_pages(report, args.results_dir)
@@ -213,7 +213,7 @@ def write_pages(report: dict, results_dir: str) -> None:
 def page(report: dict) -> str:
     """ABLATIONS.md's text, from ablations.json (the same table RESULTS.md shows)."""
     doc = Document()
-    doc.heading(1, "Model ablations (issue #17)")
+    doc.heading(1, "Model ablations")
     benchmark_page.add_ablations(doc, report)
     doc.para(f"Raw figures: `{JSON}`. Written by `benchmarks/ablations.py`, which also adds this "
              f"table to `{benchmark_page.RESULTS_MD}` when `{benchmark_page.RESULTS_JSON}` is "

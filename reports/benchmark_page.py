@@ -145,13 +145,18 @@ def build(report: dict, images: dict[str, str]) -> Document:
     return doc
 
 
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.2%}"
+
+
 def add_ablations(doc: Document, ablations: dict, heading_level: int = 2) -> None:
     """benchmarks/ablations.py's table: each lever's parameters, time and accuracy beside the
     defaults, on one fixed short budget."""
     variants = ablations["variants"]
     base = next((v for v in variants if v["variant"] == "defaults"), None)
     doc.heading(heading_level, "Ablations on a short budget (issue #17)")
-    doc.para(f"Measured {ablations['date']} on {machine_text(ablations['machine'])}, with "
+    doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} (each "
+             f"variant's own date and load are in `{ABLATIONS_JSON}`), with "
              f"`{ablations['command']}`: {ablations['epochs']} epochs at batch "
              f"{ablations['batch_size']} for every variant, same data and seed; accuracy on the "
              f"{variants[0]['test_images'] if variants else 0:,} images of "
@@ -170,8 +175,7 @@ def add_ablations(doc: Document, ablations: dict, heading_level: int = 2) -> Non
             f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
             (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
              if base else "-"),
-            f"{origin['exact']['accuracy']:.2%}" if origin else "-",
-            f"{origin['jpeg_decoded']['accuracy']:.2%}" if origin else "-",
+            *(_percent(origin.get(part, {}).get("accuracy")) for part in ("exact", "jpeg_decoded")),
             (f"{v['load_before'][0]:.2f} → {v['load_after'][0]:.2f}"
              if "load_before" in v else "-")])
     doc.table(["Variant", "Lever", "Parameters", "Time", "vs. defaults", "1 view", "2 views",

@@ -18,12 +18,15 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
                                                             tmp_path):
     # The levers' code paths in run_fn (weight average + BatchNorm recalibration, alternating
     # flips, a wider middle block) on the shared run's Examples and Transform graph, read-only.
-    process = subprocess.run(
-        [sys.executable, SCRIPT, "--data-dir", str(small_cifar10),
-         "--run-dir", str(trained_pipeline.output_dir), "--epochs", "2", "--batch-size", "64",
-         "--steps-per-epoch", "3", "--variants", "ema+flip+wide",
-         "--results-dir", str(tmp_path)],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=900)
+    def ablate() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, SCRIPT, "--data-dir", str(small_cifar10),
+             "--run-dir", str(trained_pipeline.output_dir), "--epochs", "2", "--batch-size", "64",
+             "--steps-per-epoch", "3", "--variants", "ema+flip+wide",
+             "--results-dir", str(tmp_path)],
+            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=900)
+
+    process = ablate()
     assert process.returncode == 0, process.stderr[-4000:]
     report = json.loads((tmp_path / "ablations.json").read_text())
     (levers,) = report["variants"]  # the defaults' path is the shared run's own
@@ -37,12 +40,7 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
 
     # A rerun with the same budget keeps what was measured (a stopped run resumes) and trains
     # only what is new.
-    again = subprocess.run(
-        [sys.executable, SCRIPT, "--data-dir", str(small_cifar10),
-         "--run-dir", str(trained_pipeline.output_dir), "--epochs", "2", "--batch-size", "64",
-         "--steps-per-epoch", "3", "--variants", "ema+flip+wide",
-         "--results-dir", str(tmp_path)],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
+    again = ablate()
     assert again.returncode == 0, again.stderr[-4000:]
     assert "ema+flip+wide: kept from " in again.stdout
     assert json.loads((tmp_path / "ablations.json").read_text())["variants"] == [levers]

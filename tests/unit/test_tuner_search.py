@@ -31,8 +31,10 @@ def test_first_trial_trains_the_defaults_and_later_trials_search(tmp_path):
 
     trials = sorted(oracle.trials.values(), key=lambda t: t.trial_id)
     assert len(trials) == 3
-    assert trials[0].hyperparameters.values == contract.DEFAULT_HPARAMS
-    assert all(t.hyperparameters.values != contract.DEFAULT_HPARAMS for t in trials[1:])
+    searched = set(training.search_space(keras_tuner.HyperParameters()))
+    defaults = {name: contract.DEFAULT_HPARAMS[name] for name in searched}
+    assert trials[0].hyperparameters.values == defaults
+    assert all(t.hyperparameters.values != defaults for t in trials[1:])
     assert all(t.status == "COMPLETED" for t in trials)
 
 
