@@ -65,7 +65,7 @@ DEFAULT_EPOCHS = 18  # ~2 to 2.5 min each on 2 CPU cores for the default network
 DEFAULT_BATCH_SIZE = 256
 # The untuned hyperparameters (modules.model builds and compiles from them; the Tuner's first
 # trial trains exactly these).
-DEFAULT_HPARAMS: dict[str, float | int] = {
+DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     "base_filters": 64,  # block widths are 1x, 2x and 3x this
     "dropout": 0.0,
     "learning_rate": 0.4,

@@ -352,7 +352,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if float(hparams["ema_momentum"]) > 0.0:
             # Every worker sees the same unshuffled, unaugmented batches: equal statistics.
             model_lib.recalibrate_batchnorm(
-                model, data.make_batches(train, batch_size, training=False))
+                model, data.make_batches(train, batch_size, training=False).repeat())
         fingerprints = weights_fingerprints(model)
         log.info("Weights fingerprints (equal on every worker): %s", json.dumps(fingerprints))
         export.export_serving_model(
