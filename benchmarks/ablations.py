@@ -82,6 +82,7 @@ def run_inputs(run_dir: str) -> dict[str, str]:
     if examples is None or graph is None:
         raise SystemExit(f"error: --run-dir {run_dir}: no Examples or TransformGraph artifact; "
                          f"run the pipeline there first.")
+
     def split(name: str) -> str:
         return data.split_pattern(os.path.join(examples.uri, f"Split-{name}"))
 
@@ -93,7 +94,6 @@ def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str
                   work_dir: str) -> dict:
     """run_fn on one variant, then its scores; in a fresh process (fresh TF state and seeds)."""
     import keras_tuner
-    import numpy as np
     import tensorflow as tf
     from tfx.components.trainer.fn_args_utils import FnArgs
 
@@ -119,13 +119,12 @@ def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str
     signature = tf.saved_model.load(fn_args.serving_model_dir).signatures[
         contract.PIXELS_SIGNATURE]
     keras_model, _ = export.load_keras_model(model_uri)
-    served, single = [], []
-    for start in range(0, len(images), 500):
-        batch = tf.constant(images[start:start + 500])
-        served.append(signature(pixels=batch)[contract.PROBABILITIES_OUTPUT].numpy().argmax(1))
-        single.append(keras_model(preprocessing.scale_pixels(batch), training=False)
-                      .numpy().argmax(1))
-    served, single = np.concatenate(served), np.concatenate(single)
+    served = run_benchmark.predicted_classes(
+        lambda batch: signature(pixels=tf.constant(batch))[
+            contract.PROBABILITIES_OUTPUT].numpy(), images)
+    single = run_benchmark.predicted_classes(
+        lambda batch: keras_model(preprocessing.scale_pixels(tf.constant(batch)),
+                                  training=False).numpy(), images)
     return {"variant": name, "hyperparameters": summary["hyperparameters"],
             "parameters": summary["parameters"],
             "train_seconds": summary[contract.TRAIN_SECONDS_KEY],

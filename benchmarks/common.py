@@ -73,8 +73,9 @@ def timed_pipeline(data_dir: str, fast: bool, pipeline_args: list[str],
 
 def load_text(record: dict) -> str:
     """'before → after' of the 1-minute load of a `measured` record; '-' when not measured."""
-    return (f"{record['load_before'][0]:.2f} → {record['load_after'][0]:.2f}"
-            if "load_before" in record else "-")
+    from reports import benchmark_page
+
+    return benchmark_page.load_text(record)
 
 
 def machine_line(machine: dict) -> str:

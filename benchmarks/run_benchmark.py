@@ -97,6 +97,12 @@ def accuracy_by_origin(predictions: np.ndarray, labels: np.ndarray,
     return {"exact": part(exact), "jpeg_decoded": part(~exact)}
 
 
+def predicted_classes(predict, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The class id a batch predictor (uint8 -> probabilities) gives each image."""
+    return np.concatenate([predict(images[i:i + batch_size]).argmax(axis=1)
+                           for i in range(0, len(images), batch_size)])
+
+
 def measure_predictor(predict, images: np.ndarray, labels: np.ndarray,
                       exact: np.ndarray | None = None) -> dict:
     """Accuracy (and by origin, given `exact`), confusion matrix and latency/throughput of a
@@ -104,8 +110,7 @@ def measure_predictor(predict, images: np.ndarray, labels: np.ndarray,
     from components.tflite_converter.conversion import median_seconds
     from reports import metrics
 
-    predictions = np.concatenate([predict(images[i:i + 256]).argmax(axis=1)
-                                  for i in range(0, len(images), 256)])
+    predictions = predicted_classes(predict, images)
     matrix = metrics.confusion_matrix(labels, predictions)
     batch = images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
     return {

@@ -149,12 +149,19 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share:.2%}"
 
 
-def add_ablations(doc: Document, ablations: dict, heading_level: int = 2) -> None:
+def load_text(record: dict) -> str:
+    """'before → after' of the 1-minute load of a measured record (benchmarks.common.measured);
+    '-' when not measured."""
+    return (f"{record['load_before'][0]:.2f} → {record['load_after'][0]:.2f}"
+            if "load_before" in record else "-")
+
+
+def add_ablations(doc: Document, ablations: dict) -> None:
     """benchmarks/ablations.py's table: each lever's parameters, time and accuracy beside the
     defaults, on one fixed short budget."""
     variants = ablations["variants"]
     base = next((v for v in variants if v["variant"] == "defaults"), None)
-    doc.heading(heading_level, "Ablations on a short budget (issue #17)")
+    doc.heading(2, "Ablations on a short budget (issue #17)")
     doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} (each "
              f"variant's own date and load are in `{ABLATIONS_JSON}`), with "
              f"`{ablations['command']}`: {ablations['epochs']} epochs at batch "
@@ -176,8 +183,7 @@ def add_ablations(doc: Document, ablations: dict, heading_level: int = 2) -> Non
             (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
              if base else "-"),
             *(_percent(origin.get(part, {}).get("accuracy")) for part in ("exact", "jpeg_decoded")),
-            (f"{v['load_before'][0]:.2f} → {v['load_after'][0]:.2f}"
-             if "load_before" in v else "-")])
+            load_text(v)])
     doc.table(["Variant", "Lever", "Parameters", "Time", "vs. defaults", "1 view", "2 views",
                "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
               numeric=[False, False, True, True, True, True, True, True, True, True, False])
