@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 DATA_DIR ?=
 ARGS ?=
+# pytest-xdist workers for `make test` (tests/conftest.py says how tests are shared out); 0: none
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint clean
@@ -21,7 +23,7 @@ run: $(STAMP)
 	$(VENV)/bin/python local_runner.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 test: $(STAMP) lint
-	$(VENV)/bin/python -m pytest $(ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

