@@ -8,11 +8,13 @@ scale_out.py): its newest Examples and TransformGraph artifacts are the input, s
 trains on exactly the pipeline's `train` split through the pipeline's Transform graph. Each
 variant is a fresh process that calls modules.training.run_fn with the variant's hyperparameters
 (the levers are hyperparameters: modules.contract.DEFAULT_HPARAMS) and the same epochs, batch
-size and seed, so only the lever differs. The exported SavedModel is then scored on every image of
-`test_batch.bin` through its `serving_pixels` signature with 2 views (the image and its mirror),
-and the Keras model alone with 1 view. A short budget ranks levers cheaply; it is not the full
-18-epoch figure (benchmarks/RESULTS.md), and one seed per variant leaves a few tenths of a point
-of noise. The machine and its load go beside the figures: the cores are shared.
+size and seed, so only the lever differs; `--seeds` repeats each variant with other seeds, which
+measures the noise between two runs of the same variant. The exported SavedModel is then scored
+on every image of `test_batch.bin` through its `serving_pixels` signature with 2 views (the image
+and its mirror), and the Keras model alone with 1 view. A short budget ranks levers cheaply; it is
+not the full 18-epoch figure (benchmarks/RESULTS.md). The machine and its load go beside the
+figures: the cores are shared. Rows already measured for the same budget are kept: a stopped run
+resumes, and a run with new variants or seeds adds rows.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
 
 from benchmarks import common, run_benchmark  # noqa: E402
+from modules import contract  # noqa: E402
 from reports import benchmark_page  # noqa: E402
 from reports.document import Document  # noqa: E402
 
@@ -59,6 +62,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="cap each epoch (a smoke test; default: the whole train split)")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", default=str(contract.DEFAULT_SEED),
+                   help="comma-separated training seeds; each variant runs once per seed "
+                        f"(default {contract.DEFAULT_SEED}, the pipeline's)")
     p.add_argument("--results-dir", default=os.path.join(PROJECT_DIR, "benchmarks"),
                    help="where ABLATIONS.md and ablations.json go (default benchmarks/)")
     p.add_argument("--render-only", action="store_true",
@@ -68,7 +74,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "for the same budget are kept (a stopped run resumes)")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # the child process: train one variant
     p.add_argument("--inputs", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        p.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
+    if not args.seeds:
+        p.error("--seeds: give at least one seed")
+    return args
+
+
+def row_key(record: dict) -> tuple[str, int]:
+    """A row of the table: one variant trained with one seed (rows from before seeds were
+    recorded used the pipeline's)."""
+    return record["variant"], int(record.get("seed", contract.DEFAULT_SEED))
 
 
 def run_inputs(run_dir: str) -> dict[str, str]:
@@ -90,14 +109,14 @@ def run_inputs(run_dir: str) -> dict[str, str]:
             "transform_graph": graph.uri}
 
 
-def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str,
+def train_variant(name: str, seed: int, inputs: dict[str, str], budget: dict, data_dir: str,
                   work_dir: str) -> dict:
     """run_fn on one variant, then its scores; in a fresh process (fresh TF state and seeds)."""
     import keras_tuner
     import tensorflow as tf
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from modules import contract, export, preprocessing, training
+    from modules import export, preprocessing, training
 
     hp = keras_tuner.HyperParameters()
     for key, value in VARIANTS[name][1].items():
@@ -109,7 +128,7 @@ def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str
         serving_model_dir=export.serving_model_dir(model_uri),
         model_run_dir=os.path.join(work_dir, "model_run"),
         hyperparameters=hp.get_config(),
-        custom_config={**budget, "test_time_augmentation": SERVED_TTA})
+        custom_config={**budget, "seed": seed, "test_time_augmentation": SERVED_TTA})
     training.run_fn(fn_args)
     with open(os.path.join(fn_args.model_run_dir, contract.TRAINING_SUMMARY_FILE)) as f:
         summary = json.load(f)
@@ -125,7 +144,7 @@ def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str
     single = run_benchmark.predicted_classes(
         lambda batch: keras_model(preprocessing.scale_pixels(tf.constant(batch)),
                                   training=False).numpy(), images)
-    return {"variant": name, "hyperparameters": summary["hyperparameters"],
+    return {"variant": name, "seed": summary["seed"], "hyperparameters": summary["hyperparameters"],
             "parameters": summary["parameters"],
             "train_seconds": summary[contract.TRAIN_SECONDS_KEY],
             "test_images": int(len(labels)),
@@ -134,30 +153,31 @@ def train_variant(name: str, inputs: dict[str, str], budget: dict, data_dir: str
             "accuracy_2_views_by_origin": run_benchmark.accuracy_by_origin(served, labels, exact)}
 
 
-def earlier_variants(args: argparse.Namespace) -> dict[str, dict]:
-    """The variants the results dir's JSON already holds for the same budget (none if --fresh)."""
+def earlier_rows(args: argparse.Namespace) -> dict[tuple[str, int], dict]:
+    """The rows the results dir's JSON already holds for the same budget (none if --fresh)."""
     if args.fresh or not os.path.exists(os.path.join(args.results_dir, JSON)):
         return {}
     report = common.read_json(args.results_dir, JSON)
     budget = (args.epochs, args.batch_size, args.steps_per_epoch)
     if (report.get("epochs"), report.get("batch_size"), report.get("steps_per_epoch")) != budget:
         return {}
-    return {variant["variant"]: variant for variant in report.get("variants", [])}
+    return {row_key(row): row for row in report.get("variants", []) if row["variant"] in VARIANTS}
 
 
-def run_variant(args: argparse.Namespace, name: str, inputs: dict[str, str]) -> dict:
-    """One variant in a child process, timed with the load around it."""
+def run_variant(args: argparse.Namespace, name: str, seed: int, inputs: dict[str, str]) -> dict:
+    """One variant with one seed in a child process, timed with the load around it."""
     record: dict = {"date": common.now_utc(), "lever": VARIANTS[name][0]}
-    with tempfile.TemporaryDirectory(prefix=f"ablation-{name}-") as work_dir, \
+    with tempfile.TemporaryDirectory(prefix=f"ablation-{name}-{seed}-") as work_dir, \
             common.measured(record):
         result_path = os.path.join(work_dir, "result.json")
         command = [sys.executable, os.path.abspath(__file__), "--variant", name,
+                   "--seeds", str(seed),
                    "--inputs", json.dumps(inputs), "--epochs", str(args.epochs),
                    "--batch-size", str(args.batch_size), "--data-dir", args.data_dir,
                    *(["--steps-per-epoch", str(args.steps_per_epoch)]
                      if args.steps_per_epoch else []),
                    "--results-dir", work_dir]
-        print(f"== {name}: {VARIANTS[name][0]}", flush=True)
+        print(f"== {name}, seed {seed}: {VARIANTS[name][0]}", flush=True)
         subprocess.run(command, check=True)
         with open(result_path) as f:
             record.update(json.load(f))
@@ -169,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.variant:
         budget = {"epochs": args.epochs, "batch_size": args.batch_size,
                   "steps_per_epoch": args.steps_per_epoch}
-        result = train_variant(args.variant, json.loads(args.inputs), budget, args.data_dir,
-                               args.results_dir)
+        result = train_variant(args.variant, args.seeds[0], json.loads(args.inputs), budget,
+                               args.data_dir, args.results_dir)
         common.write_json(result, args.results_dir, "result.json")
         return 0
     if args.render_only:
@@ -189,15 +209,26 @@ def main(argv: Sequence[str] | None = None) -> int:
               "machine": run_benchmark.machine_description(), "epochs": args.epochs,
               "batch_size": args.batch_size, "steps_per_epoch": args.steps_per_epoch,
               "variants": []}
-    earlier = earlier_variants(args)
+    rows = earlier_rows(args)
     for name in names:
-        if name in earlier:
-            print(f"== {name}: kept from {earlier[name].get('date', 'an earlier run')}")
-        report["variants"].append({**earlier[name], "lever": VARIANTS[name][0]} if name in earlier
-                                  else run_variant(args, name, inputs))
-        common.write_json(report, args.results_dir, JSON)  # what finished survives a stop
+        for seed in args.seeds:
+            if (name, seed) in rows:
+                print(f"== {name}, seed {seed}: kept from "
+                      f"{rows[name, seed].get('date', 'an earlier run')}")
+            else:
+                rows[name, seed] = run_variant(args, name, seed, inputs)
+            report["variants"] = table_rows(rows)
+            common.write_json(report, args.results_dir, JSON)  # what finished survives a stop
     write_pages(report, args.results_dir)
     return 0
+
+
+def table_rows(rows: dict[tuple[str, int], dict]) -> list[dict]:
+    """Every row, variants in VARIANTS' order and each variant's seeds in order; each row's lever
+    text is today's."""
+    order = list(VARIANTS)
+    return [{**rows[key], "lever": VARIANTS[key[0]][0], "seed": key[1]}
+            for key in sorted(rows, key=lambda key: (order.index(key[0]), key[1]))]
 
 
 def write_pages(report: dict, results_dir: str) -> None:

@@ -63,6 +63,7 @@ DEFAULT_DATA_DIR = "~/.cache/cifar10"
 PIPELINE_NAME = "cifar10"
 DEFAULT_EPOCHS = 18  # ~2 to 2.5 min each on 2 CPU cores for the default network
 DEFAULT_BATCH_SIZE = 256
+DEFAULT_SEED = 42  # initial weights, shuffling, augmentation and the Tuner's random points
 # The untuned hyperparameters (modules.model builds and compiles from them; the Tuner's first
 # trial trains exactly these).
 DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {

@@ -30,7 +30,6 @@ log = logging.getLogger("cifar10_tfx.training")
 
 WARMUP_IMAGES = 4
 WHITENING_IMAGES = 5000
-SEED = 42
 
 
 def search_space(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
@@ -66,7 +65,8 @@ class DefaultsFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
 def _settings(custom_config: dict | None) -> dict[str, Any]:
     defaults = {"epochs": contract.DEFAULT_EPOCHS, "batch_size": contract.DEFAULT_BATCH_SIZE,
                 "steps_per_epoch": None, "test_time_augmentation": contract.TTA_NONE,
-                "distribution_strategy": contract.STRATEGY_DEFAULT}
+                "distribution_strategy": contract.STRATEGY_DEFAULT,
+                "seed": contract.DEFAULT_SEED}
     return {**defaults, **(custom_config or {})}
 
 
@@ -175,7 +175,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     run with the Trainer's own model, schedule and input pipeline.
     """
     settings = _settings(fn_args.custom_config)
-    batch_size = int(settings["batch_size"])
+    batch_size, seed = int(settings["batch_size"]), int(settings["seed"])
     _, train, evaluation, num_train = _datasets(fn_args, batch_size)
     train, num_proxy = proxy_subset(train, num_train, float(settings.get(
         "train_fraction", contract.DEFAULT_TUNER_TRAIN_FRACTION)), batch_size)
@@ -194,7 +194,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         max_trials=max_trials,
         # The defaults, then random points, then the Gaussian process.
         num_initial_points=min(3, max_trials),
-        seed=SEED)
+        seed=seed)
     tuner = keras_tuner.Tuner(
         oracle=oracle,
         hypermodel=build,
@@ -205,7 +205,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         tuner=tuner,
         fit_kwargs={
             "x": data.training_batches(
-                train, num_proxy, batch_size, seed=SEED,
+                train, num_proxy, batch_size, seed=seed,
                 alternating_flip=bool(contract.DEFAULT_HPARAMS["alternating_flip"])),
             "validation_data": data.make_batches(evaluation, batch_size, training=False),
             "epochs": epochs,
@@ -321,7 +321,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy = _strategy(settings["distribution_strategy"], settings.get("collective_timeout_s"))
     multi_worker = _is_multi_worker(strategy)
     chief = _is_chief(strategy)
-    keras.utils.set_random_seed(SEED)
+    seed = int(settings["seed"])
+    keras.utils.set_random_seed(seed)
     batch_size = int(settings["batch_size"])
     hparams = _hyperparameters(fn_args)
     tf_transform_output, train, evaluation, num_train = _datasets(fn_args, batch_size)
@@ -339,7 +340,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         with strategy.scope(), keras_multi_worker_fixes(model, strategy):
             model.fit(
                 _sharded(data.training_batches(
-                    train, num_train, batch_size, seed=SEED,
+                    train, num_train, batch_size, seed=seed,
                     alternating_flip=bool(hparams["alternating_flip"]))),
                 validation_data=_sharded(
                     data.make_batches(evaluation, batch_size, training=False)),
@@ -361,7 +362,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             tta=settings["test_time_augmentation"])
         summary = {"hyperparameters": hparams, "parameters": int(model.count_params()),
                    "train_examples": num_train, "epochs": epochs, "steps_per_epoch": steps,
-                   "replicas": int(strategy.num_replicas_in_sync),
+                   "seed": seed, "replicas": int(strategy.num_replicas_in_sync),
                    "weights_fingerprints": fingerprints,
                    contract.TRAIN_SECONDS_KEY: round(time.monotonic() - started, 1),
                    contract.MACHINE_KEY: _machine()}

@@ -158,25 +158,28 @@ def load_text(record: dict) -> str:
 
 def add_ablations(doc: Document, ablations: dict) -> None:
     """benchmarks/ablations.py's table: each lever's parameters, time and accuracy beside the
-    defaults, on one fixed short budget."""
+    defaults trained with the same seed, on one fixed short budget; then how far apart two seeds
+    of one variant land (the noise a lever must beat)."""
     variants = ablations["variants"]
-    base = next((v for v in variants if v["variant"] == "defaults"), None)
+    defaults = {v.get("seed"): v for v in variants if v["variant"] == "defaults"}
+    first_defaults = next(iter(defaults.values()), None)
     doc.heading(2, "Ablations on a short budget (issue #17)")
     doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} (each "
-             f"variant's own date and load are in `{ABLATIONS_JSON}`), with "
+             f"row's own date and load are in `{ABLATIONS_JSON}`), with "
              f"`{ablations['command']}`: {ablations['epochs']} epochs at batch "
-             f"{ablations['batch_size']} for every variant, same data and seed; accuracy on the "
+             f"{ablations['batch_size']} for every variant, same data; accuracy on the "
              f"{variants[0]['test_images'] if variants else 0:,} images of "
              f"`{contract.TEST_BATCH_FILE}`. Each variant is `modules.training.run_fn` with its "
-             f"levers set; *2 views* is the exported SavedModel (the image and its mirror), "
-             f"*1 view* the Keras model alone; *exact* and *JPEG* split the 2-view accuracy by "
-             f"the image's origin in the offline copy. Time is run_fn's own (training and "
-             f"export). Differences of a few tenths of a point are within one seed's noise.")
+             f"levers set and the row's seed; *2 views* is the exported SavedModel (the image and "
+             f"its mirror), *1 view* the Keras model alone; *exact* and *JPEG* split the 2-view "
+             f"accuracy by the image's origin in the offline copy. Time is run_fn's own (training "
+             f"and export); *vs. defaults* compares with the defaults of the same seed.")
     rows = []
     for v in variants:
+        base = defaults.get(v.get("seed"), first_defaults)
         origin = v["accuracy_2_views_by_origin"]
         rows.append([
-            v["variant"], v.get("lever", "-"), f"{v['parameters']:,}",
+            v["variant"], v.get("lever", "-"), str(v.get("seed", "-")), f"{v['parameters']:,}",
             f"{v['train_seconds'] / 60:.1f} min",
             f"{v['train_seconds'] / base['train_seconds']:.2f}x" if base else "-",
             f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
@@ -184,9 +187,25 @@ def add_ablations(doc: Document, ablations: dict) -> None:
              if base else "-"),
             *(_percent(origin.get(part, {}).get("accuracy")) for part in ("exact", "jpeg_decoded")),
             load_text(v)])
-    doc.table(["Variant", "Lever", "Parameters", "Time", "vs. defaults", "1 view", "2 views",
-               "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
-              numeric=[False, False, True, True, True, True, True, True, True, True, False])
+    doc.table(["Variant", "Lever", "Seed", "Parameters", "Time", "vs. defaults", "1 view",
+               "2 views", "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
+              numeric=[False, False, True, True, True, True, True, True, True, True, True, False])
+    spreads = seed_spreads(variants)
+    if spreads:
+        doc.para("Seed to seed, same variant (the noise a lever's gain must beat): " + "; ".join(
+            f"{name} {low:.2%} to {high:.2%} with {count} seeds ({100 * (high - low):.2f} pts "
+            f"apart, 2 views)" for name, (count, low, high) in spreads.items()) + ".")
+    else:
+        doc.para("One seed per variant: differences of a few tenths of a point may be noise.")
+
+
+def seed_spreads(variants: list[dict]) -> dict[str, tuple[int, float, float]]:
+    """variant -> (seeds, lowest, highest 2-view accuracy), for variants run with 2+ seeds."""
+    accuracies: dict[str, list[float]] = {}
+    for v in variants:
+        accuracies.setdefault(v["variant"], []).append(v["accuracy_2_views"])
+    return {name: (len(values), min(values), max(values))
+            for name, values in accuracies.items() if len(values) > 1}
 
 
 def render(report: dict, images: dict[str, str], ablations: dict | None = None) -> str:

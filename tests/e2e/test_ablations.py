@@ -30,7 +30,7 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
     assert process.returncode == 0, process.stderr[-4000:]
     report = json.loads((tmp_path / "ablations.json").read_text())
     (levers,) = report["variants"]  # the defaults' path is the shared run's own
-    assert levers["variant"] == "ema+flip+wide"
+    assert levers["variant"] == "ema+flip+wide" and levers["seed"] == 42  # the pipeline's
     assert levers["hyperparameters"]["ema_momentum"] == 0.99
     assert levers["hyperparameters"]["alternating_flip"] is True
     assert levers["parameters"] == 986_232  # 64/160/192 (the defaults' 64/128/192: 829,368)
@@ -42,7 +42,7 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
     # only what is new.
     again = ablate()
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "ema+flip+wide: kept from " in again.stdout
+    assert "ema+flip+wide, seed 42: kept from " in again.stdout
     assert json.loads((tmp_path / "ablations.json").read_text())["variants"] == [levers]
 
 

@@ -1,8 +1,17 @@
-"""The ablation table (benchmarks/ablations.py's figures, on ABLATIONS.md and RESULTS.md)."""
+"""The ablation table (benchmarks/ablations.py's figures, on ABLATIONS.md and RESULTS.md), and
+how the script keeps rows between runs."""
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from benchmarks import ablations as ablations_script
 from reports import benchmark_page
 from reports.document import Document
+
+MACHINE = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "gpu": False, "os": "Linux",
+           "python": "3.11.7", "tensorflow": "2.16.2"}
 
 
 def _variant(name: str, seconds: float, two_views: float, **extra) -> dict:
@@ -14,19 +23,56 @@ def _variant(name: str, seconds: float, two_views: float, **extra) -> dict:
             **extra}
 
 
-def test_each_variant_reads_against_the_defaults():
+def _page(variants: list[dict]) -> str:
     ablations = {"date": "2026-11-29 07:00 UTC", "command": "python benchmarks/ablations.py",
-                 "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "gpu": False,
-                             "os": "Linux", "python": "3.11.7", "tensorflow": "2.16.2"},
-                 "epochs": 4, "batch_size": 256,
-                 "variants": [_variant("defaults", 600.0, 0.80),
-                              _variant("ema", 660.0, 0.805, load_before=[1.0, 1, 1],
-                                       load_after=[2.0, 2, 2])]}
+                 "machine": MACHINE, "epochs": 4, "batch_size": 256, "variants": variants}
     doc = Document()
     benchmark_page.add_ablations(doc, ablations)
-    page = doc.to_markdown()
+    return doc.to_markdown()
+
+
+def test_each_variant_reads_against_the_defaults():
+    page = _page([_variant("defaults", 600.0, 0.80, seed=42),
+                  _variant("ema", 660.0, 0.805, seed=42, load_before=[1.0, 1, 1],
+                           load_after=[2.0, 2, 2])])
     assert "## Ablations on a short budget (issue #17)" in page
     assert "4 epochs at batch 256" in page and "5,000 images" in page
-    assert ("| ema | lever ema | 829,368 | 11.0 min | 1.10x | 80.00% | 80.50% | +0.50 pts | "
+    assert ("| ema | lever ema | 42 | 829,368 | 11.0 min | 1.10x | 80.00% | 80.50% | +0.50 pts | "
             "90.00% | 70.00% | 1.00 → 2.00 |") in page
-    assert "| defaults | lever defaults | 829,368 | 10.0 min | 1.00x |" in page
+    assert "| defaults | lever defaults | 42 | 829,368 | 10.0 min | 1.00x |" in page
+    assert "One seed per variant" in page
+
+
+def test_seeds_compare_with_the_same_seed_and_show_their_spread():
+    page = _page([_variant("defaults", 600.0, 0.80, seed=42),
+                  _variant("defaults", 600.0, 0.81, seed=7),
+                  _variant("ema", 600.0, 0.812, seed=7)])
+    assert "| ema | lever ema | 7 | 829,368 | 10.0 min | 1.00x | 80.00% | 81.20% | +0.20 pts |" \
+        in page  # against the defaults of seed 7, not of seed 42
+    assert "defaults 80.00% to 81.00% with 2 seeds (1.00 pts apart, 2 views)" in page
+    assert "One seed per variant" not in page
+
+
+def test_new_rows_join_the_kept_ones_in_the_variants_order(tmp_path):
+    kept = {"epochs": 4, "batch_size": 256, "steps_per_epoch": None,
+            "variants": [_variant("gelu", 1.0, 0.8, seed=42), _variant("defaults", 1.0, 0.8),
+                         _variant("retired", 1.0, 0.8, seed=42)]}
+    (tmp_path / "ablations.json").write_text(json.dumps(kept))
+    args = ablations_script.parse_args(["--results-dir", str(tmp_path), "--seeds", "7"])
+    rows = ablations_script.earlier_rows(args)
+    assert set(rows) == {("gelu", 42), ("defaults", 42)}  # no seed recorded: the pipeline's
+    rows["defaults", 7] = _variant("defaults", 1.0, 0.81)
+    ordered = ablations_script.table_rows(rows)
+    assert [(row["variant"], row["seed"]) for row in ordered] == [
+        ("defaults", 7), ("defaults", 42), ("gelu", 42)]
+    assert ordered[0]["lever"] == ablations_script.VARIANTS["defaults"][0]
+    other_budget = ablations_script.parse_args(["--results-dir", str(tmp_path), "--epochs", "2"])
+    assert ablations_script.earlier_rows(other_budget) == {}
+
+
+@pytest.mark.parametrize("seeds", ["seven", ","])
+def test_bad_seeds_are_one_line(seeds, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ablations_script.parse_args(["--seeds", seeds])
+    assert exit_info.value.code == 2
+    assert "--seeds" in capsys.readouterr().err.strip().splitlines()[-1]

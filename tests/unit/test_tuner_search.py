@@ -22,7 +22,7 @@ def _tiny_hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
 def test_first_trial_trains_the_defaults_and_later_trials_search(tmp_path):
     oracle = training.DefaultsFirstOracle(
         objective=keras_tuner.Objective("val_accuracy", direction="max"), max_trials=3,
-        num_initial_points=2, seed=training.SEED)
+        num_initial_points=2, seed=contract.DEFAULT_SEED)
     tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=_tiny_hypermodel,
                               directory=str(tmp_path), project_name="search")
     features = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
