@@ -47,6 +47,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "ema+flip+wide": ("the weight average, alternating flips and widths 64/160/192 together",
                       {"ema_momentum": 0.99, "alternating_flip": True, "stage2_width": 2.5}),
     "gelu": ("GELU instead of ReLU in the blocks", {"activation": "gelu"}),
+    "linear_decay": ("linear decay to 2% of the peak rate instead of cosine",
+                     {"lr_schedule": "linear"}),
 }
 SERVED_TTA = "flip"  # the serving budget: at most 2 views
 

@@ -77,6 +77,7 @@ DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     "activation": "relu",  # or "gelu"
     "ema_momentum": 0.0,  # >0: export an exponential moving average of the weights
     "alternating_flip": False,  # mirror each image in every other epoch, not at random
+    "lr_schedule": "cosine",  # after the warm-up: cosine, or "linear" decay, both to a 2% floor
 }
 # The Tuner's proxy budget: trials x epochs on a share of `train`, about 15% of the Trainer's
 # time at the defaults (4 x 3 x 0.2 = 2.4 passes over train, against 18).

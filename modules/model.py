@@ -8,8 +8,8 @@ this project's 2-core CPU (benchmarks/RESULTS.md):
   layers run at 15x15 and smaller instead of 32x32, where a CPU spends most of its time;
 - BatchNorm without a learnt scale, identity ("dirac") initialisation of the first channels of each
   conv, a global max-pool head with scaled-down logits, Dropout before the head (Tuner knob);
-- SGD with Nesterov momentum, warm-up then cosine decay, label smoothing, L2 on the weights and a
-  larger step for the BatchNorm biases.
+- SGD with Nesterov momentum, warm-up then cosine (or linear) decay, label smoothing, L2 on the
+  weights and a larger step for the BatchNorm biases.
 
 Keras 3 (`import keras`) is the project's only Keras; `tf.keras` is never used, so the model does
 not depend on the TF_USE_LEGACY_KERAS switch that tensorflow-transform flips on import.
@@ -32,6 +32,9 @@ BATCHNORM_MOMENTUM = 0.8
 BIAS_GRADIENT_SCALE = 64.0
 REFERENCE_BATCH_SIZE = 256  # `learning_rate` is the peak rate at this batch size, scaled linearly
 ACTIVATIONS = ("relu", "gelu")
+LR_SCHEDULES = ("cosine", "linear")
+WARMUP_SHARE = 0.2  # of all steps, from a fifth of the peak rate up to it
+LR_FLOOR = 0.02  # the last step's rate, as a share of the peak
 
 BATCHNORM_RECALIBRATION_BATCHES = 40  # 0.8**40: the old statistics weigh nothing afterwards
 
@@ -130,6 +133,45 @@ def fit_whitening(model: keras.Model, images: np.ndarray) -> None:
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from a fifth of the peak, then a straight line down to `floor` x peak.
+
+    Keras' CosineDecay has the warm-up but no linear decay; PolynomialDecay has no warm-up.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, floor: float = LR_FLOOR):
+        self.peak, self.floor = float(peak), float(floor)
+        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        start = self.peak / 5.0
+        warming = start + (self.peak - start) * step / max(1, self.warmup_steps)
+        decay_steps = max(1, self.total_steps - self.warmup_steps)
+        done = keras.ops.minimum(1.0, (step - self.warmup_steps) / decay_steps)
+        decaying = self.peak + (self.floor * self.peak - self.peak) * done
+        return keras.ops.where(step < self.warmup_steps, warming, decaying)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps, "floor": self.floor}
+
+
+def learning_rate_schedule(name: str, peak: float, total_steps: int
+                           ) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The `lr_schedule` hyperparameter: warm-up over WARMUP_SHARE of the steps, then cosine or
+    linear decay to LR_FLOOR x peak."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"Unknown lr_schedule {name!r}; choose one of {', '.join(LR_SCHEDULES)}.")
+    warmup = max(1, int(WARMUP_SHARE * total_steps))
+    if name == "linear":
+        return WarmupLinearDecay(peak, warmup, total_steps)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 5.0, decay_steps=max(1, total_steps - warmup),
+        warmup_target=peak, warmup_steps=warmup, alpha=LR_FLOOR)
+
+
+@keras.saving.register_keras_serializable(package="cifar10")
 class WhitenedNetSGD(keras.optimizers.SGD):
     """SGD (Nesterov) that adds L2 to every gradient and scales up the BatchNorm bias gradients.
 
@@ -162,14 +204,12 @@ class WhitenedNetSGD(keras.optimizers.SGD):
 
 def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_steps: int,
                   batch_size: int = REFERENCE_BATCH_SIZE) -> keras.Model:
-    """SGD with Nesterov momentum: 20% linear warm-up, then cosine decay; label smoothing; L2;
-    optionally an exponential moving average of the weights (`ema_momentum`)."""
+    """SGD with Nesterov momentum: 20% linear warm-up, then cosine or linear decay
+    (`lr_schedule`); label smoothing; L2; optionally an exponential moving average of the weights
+    (`ema_momentum`)."""
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     peak = float(hp["learning_rate"]) * batch_size / REFERENCE_BATCH_SIZE
-    warmup = max(1, int(0.2 * total_steps))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=peak / 5.0, decay_steps=max(1, total_steps - warmup),
-        warmup_target=peak, warmup_steps=warmup, alpha=0.02)
+    schedule = learning_rate_schedule(str(hp["lr_schedule"]), peak, total_steps)
     ema_momentum = float(hp["ema_momentum"])
     if not 0.0 <= ema_momentum < 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1), not {ema_momentum}.")

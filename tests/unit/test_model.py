@@ -51,6 +51,19 @@ def test_levers_shape_the_network():
         model.compile_model(model.build_model({"base_filters": 8}), {"ema_momentum": 1.0}, 10)
 
 
+def test_linear_schedule_warms_up_then_falls_in_a_line_to_the_floor():
+    schedule = model.learning_rate_schedule("linear", peak=1.0, total_steps=100)
+    rates = [float(schedule(step)) for step in (0, 10, 20, 60, 100, 150)]
+    np.testing.assert_allclose(rates, [0.2, 0.6, 1.0, 0.51, 0.02, 0.02], atol=1e-6)
+    assert isinstance(keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(schedule)), model.WarmupLinearDecay)
+    cosine = model.learning_rate_schedule("cosine", peak=1.0, total_steps=100)
+    np.testing.assert_allclose([float(cosine(step)) for step in (0, 20, 100)], [0.2, 1.0, 0.02],
+                               atol=1e-6)  # the same ends: only the shape between differs
+    with pytest.raises(ValueError, match="Unknown lr_schedule 'step'"):
+        model.compile_model(model.build_model({"base_filters": 8}), {"lr_schedule": "step"}, 10)
+
+
 def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it():
     hparams = {"base_filters": 8, "ema_momentum": 0.5}
     net = model.compile_model(model.build_model(hparams), hparams, total_steps=10, batch_size=8)
