@@ -164,9 +164,10 @@ def add_ablations(doc: Document, ablations: dict) -> None:
     defaults = {v.get("seed"): v for v in variants if v["variant"] == "defaults"}
     first_defaults = next(iter(defaults.values()), None)
     doc.heading(2, "Ablations on a short budget (issue #17)")
-    doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} (each "
-             f"row's own date and load are in `{ABLATIONS_JSON}`), with "
-             f"`{ablations['command']}`: {ablations['epochs']} epochs at batch "
+    doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} with "
+             f"`{ablations['command']}`, which keeps the rows earlier runs measured for the same "
+             f"budget (each row's own date and load are in `{ABLATIONS_JSON}`): "
+             f"{ablations['epochs']} epochs at batch "
              f"{ablations['batch_size']} for every variant, same data; accuracy on the "
              f"{variants[0]['test_images'] if variants else 0:,} images of "
              f"`{contract.TEST_BATCH_FILE}`. Each variant is `modules.training.run_fn` with its "
