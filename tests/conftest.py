@@ -71,7 +71,14 @@ class LongestFirstScheduling(LoadGroupScheduling):
         super()._assign_work_unit(node)
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    if config.getvalue("dist") == "loadgroup":
-        return LongestFirstScheduling(config, log)
-    return None
+class LongestFirstPlugin:
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log):
+        if config.getvalue("dist") == "loadgroup":
+            return LongestFirstScheduling(config, log)
+        return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):  # its hooks exist only then (-p no:xdist)
+        config.pluginmanager.register(LongestFirstPlugin(), "longest_first_scheduling")
