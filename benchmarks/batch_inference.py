@@ -149,6 +149,8 @@ def accuracy(predicted: dict[str, int], labels: dict[str, int]) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline import configs
+
     args = parse_args(argv)
     output_dir, results_dir = common.run_dirs(args, "batch_inference")
     images_dir = os.path.abspath(args.images_dir or (
@@ -169,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         *PIPELINE_ARGS, "--predict-dir", images_dir, *args.pipeline_args], output_dir)
     stage = batch_stage(output_dir)
     report["batch_stage"] = stage
+    report["test_time_augmentation"] = run_benchmark.flag_value(
+        shlex.split(report["pipeline"]["command"]), "--test-time-augmentation",
+        configs.PipelineConfig.test_time_augmentation)
 
     report["predict"] = {"saved_model": time_predict("saved-model", stage["serving_path"],
                                                      images_dir, _first(images_dir), work_dir)}
@@ -222,8 +227,12 @@ def _predict_flag(backend: str) -> str:
 
 def page(report: dict) -> str:
     """BATCH_INFERENCE.md's text, from the report main() writes as batch_inference.json."""
+    from modules import contract
+
     n = report["images"]
     pipeline = report["pipeline"]
+    # Reports from before the level was recorded were measured with the then default, 6 views.
+    tta = report.get("test_time_augmentation", contract.TTA_FLIP_TRANSLATE)
     doc = Document()
     doc.heading(1, "Batch inference vs. `cifar10-tfx predict` (issue #18)")
     doc.para(f"Measured {report['date']} on {common.machine_line(report['machine'])}. "
@@ -236,7 +245,7 @@ def page(report: dict) -> str:
                 if n == 5000 else "."))
     doc.para("The model was trained with a short budget (`--epochs 1`). Throughput does not "
              "depend on the weights, only on the architecture and the test-time augmentation "
-             "(the pushed model's default, `flip_translate`: 6 views of every image, in both the "
+             f"(`{tta}`: {contract.TTA_VIEWS[tta]} views of every image, in both the "
              "batch stage and `predict`). Component times are ML Metadata's execution times "
              "(`run_benchmark.component_wall_seconds`); `predict` times are the whole command as "
              "a user runs it (process start, imports, model load, PNG reads, CSV write), default "

@@ -107,20 +107,60 @@ def measure_predictor(predict, images: np.ndarray, labels: np.ndarray,
                       exact: np.ndarray | None = None) -> dict:
     """Accuracy (and by origin, given `exact`), confusion matrix and latency/throughput of a
     batch predictor (uint8 -> probs)."""
-    from components.tflite_converter.conversion import median_seconds
     from reports import metrics
 
     predictions = predicted_classes(predict, images)
     matrix = metrics.confusion_matrix(labels, predictions)
-    batch = images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
+    batch = timing_batch(images)
     return {
         "accuracy": float((predictions == labels).mean()),
         "accuracy_by_origin": accuracy_by_origin(predictions, labels, exact),
         "confusion_matrix": matrix.tolist(),
         "per_class": metrics.per_class_metrics(matrix),
-        "latency_ms_batch1": median_seconds(lambda: predict(images[:1]), 100) * 1000.0,
-        "throughput_images_per_s_batch256": 256.0 / median_seconds(lambda: predict(batch), 10),
+        **speed(predict, batch),
     }
+
+
+def timing_batch(images: np.ndarray) -> np.ndarray:
+    """256 images to time a batch with (repeated when the test set is smaller)."""
+    return images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
+
+
+def speed(call, inputs: Sequence) -> dict:
+    """Batch-1 latency and batch-256 throughput of `call` on a list or array of 256 inputs."""
+    from components.tflite_converter.conversion import median_seconds
+
+    return {"latency_ms_batch1": median_seconds(lambda: call(inputs[:1]), 100) * 1000.0,
+            "throughput_images_per_s_batch256": 256.0 / median_seconds(lambda: call(inputs), 10)}
+
+
+def serving_costs(serving_path: str, keras_model, images: np.ndarray) -> dict[str, dict]:
+    """The speed of each signature of the pushed SavedModel, on the input it takes (PNG bytes,
+    uint8 pixels, serialized tf.Examples holding PNGs), and of a plain single-view forward pass of
+    the same network on pixels: the reference the test-time augmentation's cost is measured by."""
+    import tensorflow as tf
+
+    from components.cifar10_example_gen import executor
+    from modules import contract, preprocessing
+    from reports.benchmark_page import SINGLE_VIEW
+
+    batch = timing_batch(images)
+    signatures = tf.saved_model.load(serving_path).signatures
+    forward = tf.function(lambda pixels: keras_model(preprocessing.scale_pixels(pixels),
+                                                     training=False))
+    examples = [executor.to_example(0, image) for image in batch]
+    image_bytes = [tf.train.Example.FromString(e).features.feature[contract.IMAGE_KEY]
+                   .bytes_list.value[0] for e in examples]
+
+    def signature(name: str):
+        return lambda inputs: signatures[name](**{
+            contract.SIGNATURE_INPUTS[name]: tf.constant(inputs)})[
+            contract.PROBABILITIES_OUTPUT].numpy()
+
+    inputs = {contract.PIXELS_SIGNATURE: batch, contract.SERVING_SIGNATURE: image_bytes,
+              contract.EXAMPLES_SIGNATURE: examples}
+    return {SINGLE_VIEW: speed(lambda pixels: forward(tf.constant(pixels)).numpy(), batch),
+            **{name: speed(signature(name), inputs[name]) for name in contract.SIGNATURE_INPUTS}}
 
 
 def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
@@ -159,6 +199,7 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
         **measured,
         "parameters": int(keras_model.count_params()),
         "test_time_augmentation": export.settings_test_time_augmentation(settings),
+        "serving_costs": serving_costs(outcome.serving_path, keras_model, images),
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
         "component_seconds": component_seconds(spans),
@@ -239,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pipeline": pipeline_measurements(output_dir, images, labels, exact),
     }
     config = configs.PipelineConfig()
-    epochs = int(_flag(command, "--epochs", config.epochs))
-    batch_size = int(_flag(command, "--batch-size", config.batch_size))
+    epochs = int(flag_value(command, "--epochs", config.epochs))
+    batch_size = int(flag_value(command, "--batch-size", config.batch_size))
     report["budget"] = {"epochs": epochs, "batch_size": batch_size}
     if not args.skip_baseline:
         report["baseline"] = baseline_measurements(args.data_dir, epochs, batch_size, images,
@@ -272,7 +313,7 @@ def machine_description() -> dict:
             "tensorflow": tf.__version__, "gpu": bool(tf.config.list_physical_devices("GPU"))}
 
 
-def _flag(command: list[str], name: str, default):
+def flag_value(command: list[str], name: str, default):
     """The value argparse will use: the last occurrence of the flag."""
     positions = [i for i, part in enumerate(command[:-1]) if part == name]
     return command[positions[-1] + 1] if positions else default

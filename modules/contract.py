@@ -46,6 +46,7 @@ CLASS_NAME_OUTPUT = "class_names"
 # one pixel down-right and up-left (6 views).
 TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE = "none", "flip", "flip_translate"
 TEST_TIME_AUGMENTATIONS = (TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE)
+TTA_VIEWS = {TTA_NONE: 1, TTA_FLIP: 2, TTA_FLIP_TRANSLATE: 6}  # forward passes per image
 
 # --------------------------------------------------------------------------------------------------
 # The data set on disk, as the official cifar-10-binary.tar.gz unpacks (modules.cifar10_binary reads

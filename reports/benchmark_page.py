@@ -23,35 +23,83 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
                                  "down-right and up-left, and their mirror images)",
 }
 
-TARGETS = [  # (label, value getter, test, shown target)
+SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
+SIGNATURE_INPUT_NAMES = {  # what each timed signature is given, for the serving-cost table
+    SINGLE_VIEW: "uint8 pixels, the Keras model alone, no test-time views",
+    contract.PIXELS_SIGNATURE: "uint8 pixels",
+    contract.SERVING_SIGNATURE: "PNG bytes",
+    contract.EXAMPLES_SIGNATURE: "serialized tf.Examples holding PNGs",
+}
+
+
+def _served_vs_single_view(report: dict, measure: str) -> float | None:
+    """The pushed model's pixels signature over a plain single-view forward of the same network
+    (None for runs from before serving_costs were measured)."""
+    costs = report["pipeline"].get("serving_costs")
+    if not costs:
+        return None
+    return costs[contract.PIXELS_SIGNATURE][measure] / costs[SINGLE_VIEW][measure]
+
+
+def _tuner_share(report: dict) -> float | None:
+    seconds = report["pipeline"]["component_seconds"]
+    if contract.TUNER_NODE not in seconds:
+        return None
+    return seconds[contract.TUNER_NODE] / seconds[contract.TRAINER_NODE]
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:.2f} points"
+
+
+def _times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+TARGETS = [  # (label, value getter, test, shown goal, formatter): issue #17's targets
     ("Test accuracy of the pushed SavedModel", lambda r: r["pipeline"]["accuracy"],
-     lambda v: v >= 0.90, ">= 90% (aim 93%)"),
-    ("Parameters", lambda r: r["pipeline"]["parameters"], lambda v: v <= 1_000_000, "<= 1.0M"),
-    ("Trainer wall time", lambda r: r["pipeline"]["trainer_seconds"], lambda v: v <= 45 * 60,
-     "<= 45 min"),
-    ("Whole pipeline wall time", lambda r: r["pipeline"]["pipeline_seconds"],
-     lambda v: v <= 60 * 60, "<= 60 min"),
+     lambda v: v >= 0.92, ">= 92% (aim 93%)", "{:.2%}".format),
+    ("Parameters", lambda r: r["pipeline"]["parameters"], lambda v: v <= 1_000_000, "<= 1.0M",
+     "{:,}".format),
+    ("Views averaged per image (test-time augmentation)",
+     lambda r: contract.TTA_VIEWS[r["pipeline"]["test_time_augmentation"]], lambda v: v <= 2,
+     "<= 2", str),
+    ("Served throughput at batch 256 vs. a single view",
+     lambda r: _served_vs_single_view(r, "throughput_images_per_s_batch256"),
+     lambda v: v >= 0.5, ">= 0.5x", _times),
+    ("Served latency at batch 1 vs. a single view",
+     lambda r: _served_vs_single_view(r, "latency_ms_batch1"), lambda v: v <= 1.3, "<= 1.3x",
+     _times),
     ("int8 TFLite accuracy drop", lambda r: r["pipeline"]["tflite"]["accuracy_drop"],
-     lambda v: v <= 0.01, "<= 1 point"),
-    ("int8 TFLite vs float weights size", lambda r: r["pipeline"]["tflite"][
-        "size_ratio_vs_float_weights"], lambda v: v >= 3.5, ">= 3.5x smaller"),
+     lambda v: v <= 0.003, "<= 0.3 points", _points),
+    ("int8 TFLite vs. float weights size",
+     lambda r: r["pipeline"]["tflite"]["size_ratio_vs_float_weights"], lambda v: v >= 3.8,
+     ">= 3.8x smaller", _times),
+    ("Tuner wall time vs. the Trainer's", _tuner_share, lambda v: v <= 0.2, "<= 0.20x", _times),
 ]
+
+
+def _target_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for label, get, test, goal, formatter in TARGETS:
+        value = get(report)
+        rows.append([label, "-" if value is None else formatter(value), goal,
+                     "not measured" if value is None else "yes" if test(value) else "**no**"])
+    return rows
+
+
+def _serving_cost_rows(model: dict) -> list[list[str]]:
+    costs = model["serving_costs"]
+    single = costs[SINGLE_VIEW]["throughput_images_per_s_batch256"]
+    return [[f"`{name}`" if name != SINGLE_VIEW else name, SIGNATURE_INPUT_NAMES[name],
+             f"{cost['latency_ms_batch1']:.2f} ms",
+             f"{cost['throughput_images_per_s_batch256']:,.0f} img/s",
+             _times(cost["throughput_images_per_s_batch256"] / single)]
+            for name, cost in costs.items()]
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
-
-
-def _format(label: str, value) -> str:
-    if "accuracy drop" in label:
-        return f"{value * 100:.2f} points"
-    if "accuracy" in label.lower():
-        return f"{value:.2%}"
-    if "time" in label:
-        return _minutes(value)
-    if "size" in label:
-        return f"{value:.2f}x"
-    return f"{value:,}"
 
 
 def machine_text(machine: dict) -> str:
@@ -62,7 +110,7 @@ def machine_text(machine: dict) -> str:
 
 
 def _ratio(model: float, base: float) -> str:
-    return f"{model / base:.2f}x"
+    return _times(model / base)
 
 
 def _origin_rows(model: dict, base: dict | None) -> list[tuple]:
@@ -120,13 +168,22 @@ def build(report: dict, images: dict[str, str]) -> Document:
              f"both models. SavedModel timings through the `{contract.PIXELS_SIGNATURE}` signature"
              + TTA_DESCRIPTIONS[model["test_time_augmentation"]] + ".")
     doc.heading(2, "Targets")
-    doc.table(["Target", "Measured", "Goal", "Met"],
-              [[label, _format(label, get(report)), goal,
-                "yes" if test(get(report)) else "**no**"]
-               for label, get, test, goal in TARGETS], numeric=[False, True, True, False])
+    doc.table(["Target", "Measured", "Goal", "Met"], _target_rows(report),
+              numeric=[False, True, True, False])
+    doc.para("Served figures are the pushed SavedModel's. One run trains one model, so each "
+             "lever's training time against the defaults (goal: at most 1.1x) is in the "
+             "ablations below, measured on a short budget.")
     doc.heading(2, "Pipeline model vs. baseline")
     doc.table(["", "Pipeline model", "Baseline (original style)", "Ratio"],
               _comparison_rows(report), numeric=[False, True, True, True])
+    if "serving_costs" in model:
+        doc.heading(2, "Serving cost")
+        doc.para("Each signature of the pushed SavedModel on the input it takes, beside a plain "
+                 "forward pass of the same network on one view: median of 100 calls of 1 image "
+                 "and of 10 calls of 256 images, in this process.")
+        doc.table(["Signature", "Input", "Latency, batch 1", "Throughput, batch 256",
+                   "vs. single view"], _serving_cost_rows(model),
+                  numeric=[False, False, True, True, True])
     doc.heading(2, "Per-class metrics (pipeline model, test set)")
     doc.add(tables.per_class_table(model["per_class"],
                                    report.get("baseline", {}).get("per_class")))

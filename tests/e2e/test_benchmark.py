@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from modules import contract
 from tests.support.pipeline_runs import E2E_ARGS, PROJECT_DIR, copy_fixture
 
 
@@ -28,9 +29,13 @@ def test_fast_benchmark_writes_results(trained_pipeline, small_cifar10, tmp_path
     assert model["trainer_seconds"] > 0 and model["pipeline_seconds"] >= model["trainer_seconds"]
     assert model["latency_ms_batch1"] > 0 and model["throughput_images_per_s_batch256"] > 0
     assert report["machine"]["cores"] >= 1
+    costs = model["serving_costs"]
+    assert set(costs) == {"single view", *contract.SIGNATURE_INPUTS}
+    assert all(cost["latency_ms_batch1"] > 0 and cost["throughput_images_per_s_batch256"] > 0
+               for cost in costs.values())
     page = (results_dir / "RESULTS.md").read_text()
     for heading in ("## Targets", "## Pipeline model vs. baseline", "## Per-class metrics",
-                    "## TFLite", "| airplane |", "Baseline F1"):
+                    "## TFLite", "## Serving cost", "| `serving_examples` |", "| airplane |", "Baseline F1"):
         assert heading in page
     for png in ("confusion_matrix.png", "per_class_f1.png"):
         assert (results_dir / png).read_bytes().startswith(b"\x89PNG")

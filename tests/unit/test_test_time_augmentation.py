@@ -24,7 +24,7 @@ def _shift(image: np.ndarray, down: int, right: int) -> np.ndarray:
 @pytest.mark.parametrize("tta, count", [("none", 1), ("flip", 2), ("flip_translate", 6)])
 def test_weights_sum_to_one(tta, count):
     views = export.tta_views(tf.constant(IMAGES), tta)
-    assert len(views) == count
+    assert len(views) == count == contract.TTA_VIEWS[tta]
     assert sum(weight for _, weight in views) == pytest.approx(1.0)
     assert all(view.shape == IMAGES.shape for view, _ in views)
 
