@@ -44,6 +44,8 @@ def training_options(section: str) -> Callable[[F], F]:
         option("--batch-size", type=Int(), default=default("batch_size"), help="batch size"),
         option("--steps-per-epoch", type=Int(), default=None,
                help="default: one pass over train"),
+        option("--seed", type=Int(), default=default("seed"),
+               help="seeds initial weights, shuffling, augmentation and the Tuner"),
         option("--eval-fraction", type=Float(), default=default("eval_fraction"),
                help="share of each training batch file held out as eval"),
         option("--label-drift-threshold", type=Float(), default=default("label_drift_threshold"),
@@ -152,7 +154,8 @@ def training_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """PipelineConfig keyword arguments from the flags training_options defined."""
     return dict(
         epochs=params["epochs"], batch_size=params["batch_size"],
-        steps_per_epoch=params["steps_per_epoch"], eval_fraction=params["eval_fraction"],
+        steps_per_epoch=params["steps_per_epoch"], seed=params["seed"],
+        eval_fraction=params["eval_fraction"],
         label_drift_threshold=params["label_drift_threshold"],
         enable_tuning=params["tune"], tuner_trials=params["tuner_trials"],
         tuner_epochs=params["tuner_epochs"], tuner_train_fraction=params["tuner_train_fraction"],

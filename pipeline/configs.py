@@ -78,6 +78,9 @@ class PipelineConfig:
     epochs: int = contract.DEFAULT_EPOCHS
     batch_size: int = contract.DEFAULT_BATCH_SIZE
     steps_per_epoch: int | None = None  # None: one pass over `train`
+    # Initial weights, shuffling, augmentation and the Tuner's random points: two runs with the
+    # same seed, data and code train alike (up to the nondeterminism of multithreaded kernels).
+    seed: int = contract.DEFAULT_SEED
     distribution_strategy: str = contract.STRATEGY_DEFAULT  # one of DISTRIBUTION_STRATEGIES
     # Trainer replicas. More than 1 runs the Trainer as a Vertex AI custom training job (TFX's
     # Google Cloud extension): a chief and trainer_workers - 1 workers, each a
@@ -167,6 +170,8 @@ class PipelineConfig:
              f"not {self.test_time_augmentation!r}"),
             ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              "steps_per_epoch must be at least 1"),
+            # keras.utils.set_random_seed takes what numpy's seeding takes: 0 to 2**32 - 1.
+            ("seed", 0 <= self.seed < 2 ** 32, "seed must be within [0, 2**32 - 1]"),
             # A negative count used to fail deep inside Beam ("list index out of range").
             ("beam_workers", self.beam_workers >= 0,
              "beam_workers must be >= 0 (0: one per CPU core, 1: in-process)"),

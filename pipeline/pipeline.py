@@ -40,6 +40,7 @@ def trainer_custom_config(config: configs.PipelineConfig) -> dict:
         "steps_per_epoch": config.steps_per_epoch,
         "distribution_strategy": config.distribution_strategy,
         "test_time_augmentation": config.test_time_augmentation,
+        "seed": config.seed,
     }
 
 
@@ -75,6 +76,7 @@ def tuner_custom_config(config: configs.PipelineConfig) -> dict:
         "epochs": config.tuner_epochs,
         "max_trials": config.tuner_trials,
         "train_fraction": config.tuner_train_fraction,
+        "seed": config.seed,
     }
 
 

@@ -57,6 +57,7 @@ def test_every_command_has_help(command, capsys):
     (["run", "--tflite-mode", "int4"], "argument --tflite-mode: invalid choice: 'int4'"),
     (["run", "--runner", "flink"], "unrecognized arguments: --runner flink"),
     (["run", "--epochs"], "argument --epochs: expected one argument"),
+    (["run", "--seed", "-1"], "--seed -1: seed must be within [0, 2**32 - 1]"),
     (["predict"], "the following arguments are required: PATH..."),
     (["predict", "a.png", "--version", "1", "--label", "x"],
      "argument --label: not allowed with argument --version"),

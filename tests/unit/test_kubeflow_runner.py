@@ -83,7 +83,7 @@ def compiled(tmp_path_factory):
     job, spec, kfp_path = _compile(tmp, [
         "--pipeline-root", ROOT, "--data-root", DATA, "--serving-dir", SERVING,
         "--tflite-dir", TFLITE, "--image", IMAGE,
-        "--tune", "--epochs", "7", "--accuracy-threshold", "0.8",
+        "--tune", "--epochs", "7", "--seed", "7", "--accuracy-threshold", "0.8",
         "--distribution-strategy", "mirrored",
         "--trainer-cpu", "8", "--trainer-memory", "30", "--trainer-gpus", "2",
         "--trainer-gpu-type", "NVIDIA_TESLA_T4",
@@ -227,6 +227,8 @@ def test_compile_time_settings(compiled):
     tasks = _tasks(compiled["job"])
     trainer = json.loads(_constant(tasks["Trainer"], "custom_config"))
     assert trainer["epochs"] == 7 and trainer["distribution_strategy"] == "mirrored"
+    assert trainer["seed"] == 7 and json.loads(_constant(tasks["Tuner"], "custom_config"))[
+        "seed"] == 7  # the search's random points follow the same seed
     eval_config = json.loads(_constant(tasks["Evaluator"], "eval_config"))
     accuracy = eval_config["metrics_specs"][0]["metrics"][0]
     assert accuracy["class_name"] == "SparseCategoricalAccuracy"
