@@ -176,6 +176,8 @@ def build(report: dict, images: dict[str, str]) -> Document:
     doc.heading(2, "Pipeline model vs. baseline")
     doc.table(["", "Pipeline model", "Baseline (original style)", "Ratio"],
               _comparison_rows(report), numeric=[False, True, True, True])
+    if "baseline" not in report:
+        doc.para("The baseline was not trained in this run (`--skip-baseline`).")
     if "serving_costs" in model:
         doc.heading(2, "Serving cost")
         doc.para("Each signature of the pushed SavedModel on the input it takes, beside a plain "
@@ -285,17 +287,15 @@ def _ablations_beside(results_dir: str) -> dict | None:
 def write(report: dict, results_dir: str) -> None:
     """results.json, confusion_matrix.png, per_class_f1.png and RESULTS.md in results_dir."""
     os.makedirs(results_dir, exist_ok=True)
-    images = {"confusion": CONFUSION_PNG}
+    images = {"confusion": CONFUSION_PNG, "f1": PER_CLASS_PNG}
     plots.plot_confusion_matrix(np.array(report["pipeline"]["confusion_matrix"]),
                                 os.path.join(results_dir, CONFUSION_PNG),
                                 "Pipeline model on the test set")
+    f1 = {"pipeline model": [r["f1"] for r in report["pipeline"]["per_class"]]}
     if "baseline" in report:
-        images["f1"] = PER_CLASS_PNG
-        plots.plot_bars(
-            {"pipeline model": [r["f1"] for r in report["pipeline"]["per_class"]],
-             "baseline": [r["f1"] for r in report["baseline"]["per_class"]]},
-            contract.CLASS_NAMES, os.path.join(results_dir, PER_CLASS_PNG),
-            "Per-class F1 on the test set", "F1")
+        f1["baseline"] = [r["f1"] for r in report["baseline"]["per_class"]]
+    plots.plot_bars(f1, contract.CLASS_NAMES, os.path.join(results_dir, PER_CLASS_PNG),
+                    "Per-class F1 on the test set", "F1")
     with open(os.path.join(results_dir, RESULTS_JSON), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
