@@ -164,8 +164,9 @@ def build(report: dict, images: dict[str, str]) -> Document:
     doc.para(f"Command: `{report['command']}`  \n"
              f"Pipeline: `{report['pipeline_command']}`  \n"
              f"Test set: {report['test_images']:,} images of `{contract.TEST_BATCH_FILE}`; budget "
-             f"{report['budget']['epochs']} epochs at batch {report['budget']['batch_size']} for "
-             f"both models. SavedModel timings through the `{contract.PIXELS_SIGNATURE}` signature"
+             f"{report['budget']['epochs']} epochs at batch {report['budget']['batch_size']}"
+             + (" for both models" if "baseline" in report else "") +
+             f". SavedModel timings through the `{contract.PIXELS_SIGNATURE}` signature"
              + TTA_DESCRIPTIONS[model["test_time_augmentation"]] + ".")
     doc.heading(2, "Targets")
     doc.table(["Target", "Measured", "Goal", "Met"], _target_rows(report),
