@@ -35,7 +35,8 @@ def test_fast_benchmark_writes_results(trained_pipeline, small_cifar10, tmp_path
                for cost in costs.values())
     page = (results_dir / "RESULTS.md").read_text()
     for heading in ("## Targets", "## Pipeline model vs. baseline", "## Per-class metrics",
-                    "## TFLite", "## Serving cost", "| `serving_examples` |", "| airplane |", "Baseline F1"):
+                    "## TFLite", "## Serving cost", "| `serving_examples` |", "| airplane |",
+                    "Baseline F1"):
         assert heading in page
     for png in ("confusion_matrix.png", "per_class_f1.png"):
         assert (results_dir / png).read_bytes().startswith(b"\x89PNG")
