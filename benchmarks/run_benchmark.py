@@ -105,19 +105,17 @@ def predicted_classes(predict, images: np.ndarray, batch_size: int = 256) -> np.
 
 def measure_predictor(predict, images: np.ndarray, labels: np.ndarray,
                       exact: np.ndarray | None = None) -> dict:
-    """Accuracy (and by origin, given `exact`), confusion matrix and latency/throughput of a
-    batch predictor (uint8 -> probs)."""
+    """Accuracy (and by origin, given `exact`), confusion matrix and per-class metrics of a
+    batch predictor (uint8 -> probs); its speed is `speed`'s."""
     from reports import metrics
 
     predictions = predicted_classes(predict, images)
     matrix = metrics.confusion_matrix(labels, predictions)
-    batch = timing_batch(images)
     return {
         "accuracy": float((predictions == labels).mean()),
         "accuracy_by_origin": accuracy_by_origin(predictions, labels, exact),
         "confusion_matrix": matrix.tolist(),
         "per_class": metrics.per_class_metrics(matrix),
-        **speed(predict, batch),
     }
 
 
@@ -134,10 +132,11 @@ def speed(call, inputs: Sequence) -> dict:
             "throughput_images_per_s_batch256": 256.0 / median_seconds(lambda: call(inputs), 10)}
 
 
-def serving_costs(serving_path: str, keras_model, images: np.ndarray) -> dict[str, dict]:
-    """The speed of each signature of the pushed SavedModel, on the input it takes (PNG bytes,
-    uint8 pixels, serialized tf.Examples holding PNGs), and of a plain single-view forward pass of
-    the same network on pixels: the reference the test-time augmentation's cost is measured by."""
+def serving_costs(signatures, keras_model, images: np.ndarray) -> dict[str, dict]:
+    """The speed of each signature of the pushed SavedModel (`signatures`, loaded once), on the
+    input it takes (PNG bytes, uint8 pixels, serialized tf.Examples holding PNGs), and of a plain
+    single-view forward pass of the same network on pixels: the reference the test-time
+    augmentation's cost is measured by."""
     import tensorflow as tf
 
     from components.cifar10_example_gen import executor
@@ -145,7 +144,6 @@ def serving_costs(serving_path: str, keras_model, images: np.ndarray) -> dict[st
     from reports.benchmark_page import SINGLE_VIEW
 
     batch = timing_batch(images)
-    signatures = tf.saved_model.load(serving_path).signatures
     forward = tf.function(lambda pixels: keras_model(preprocessing.scale_pixels(pixels),
                                                      training=False))
     examples = [executor.to_example(0, image) for image in batch]
@@ -187,19 +185,22 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
     spans = runs.training_run_spans(store)
     model_uri = runs.latest_artifact(store, "Model").uri
     keras_model, settings = export.load_keras_model(model_uri)
-    signature = tf.saved_model.load(outcome.serving_path).signatures[contract.PIXELS_SIGNATURE]
+    signatures = tf.saved_model.load(outcome.serving_path).signatures
 
     def predict(batch):
-        return signature(pixels=tf.constant(batch))[contract.PROBABILITIES_OUTPUT].numpy()
+        return signatures[contract.PIXELS_SIGNATURE](pixels=tf.constant(batch))[
+            contract.PROBABILITIES_OUTPUT].numpy()
 
-    measured = measure_predictor(predict, images, labels, exact)
+    costs = serving_costs(signatures, keras_model, images)
+    measured = {**measure_predictor(predict, images, labels, exact),
+                **costs[contract.PIXELS_SIGNATURE]}  # the page's served speed, timed once
     with open(os.path.join(outcome.tflite_path, contract.TFLITE_METRICS_FILE)) as f:
         tflite = json.load(f)
     return {
         **measured,
         "parameters": int(keras_model.count_params()),
         "test_time_augmentation": export.settings_test_time_augmentation(settings),
-        "serving_costs": serving_costs(outcome.serving_path, keras_model, images),
+        "serving_costs": costs,
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
         "component_seconds": component_seconds(spans),
@@ -248,6 +249,7 @@ def baseline_measurements(data_dir: str, epochs: int, batch_size: int, images, l
         return call(tf.constant(batch)).numpy()
 
     return {**measure_predictor(predict, images, labels, exact),
+            **speed(predict, timing_batch(images)),
             "parameters": int(model.count_params()),
             "trainer_seconds": seconds}
 
