@@ -160,6 +160,9 @@ class PipelineConfig:
             ("distribution_strategy", self.distribution_strategy in strategies,
              f"distribution_strategy must be {', '.join(strategies[:-1])} or {strategies[-1]}"),
             ("trainer_workers", self.trainer_workers >= 1, "trainer_workers must be at least 1"),
+            # An empty type reached Vertex AI as a job it refuses, after the run had started.
+            ("trainer_machine_type", bool(self.trainer_machine_type.strip()),
+             "trainer_machine_type must name a machine type (e.g. n1-standard-8)"),
             ("distribution_strategy", self.trainer_workers == 1
              or self.distribution_strategy == contract.STRATEGY_MULTI_WORKER,
              f"trainer_workers > 1 trains across the replicas with "

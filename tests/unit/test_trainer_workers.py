@@ -215,6 +215,8 @@ def _one_error_line(capsys) -> str:
      "--trainer-gpus size the Trainer's pod; with --trainer-workers 2 every replica is a "
      "--trainer-machine-type machine"),
     (["--trainer-workers", "0"], "--trainer-workers 0: trainer_workers must be at least 1"),
+    (["--trainer-workers", "2", *VERTEX, "--trainer-machine-type", " "],
+     "trainer_machine_type must name a machine type"),
 ])
 def test_compile_refuses_in_one_line(argv, message, capsys, tmp_path):
     output = tmp_path / "spec.json"
