@@ -8,11 +8,12 @@ Trainer on 2 MultiWorkerMirroredStrategy workers vs. 1.
 
 `beam` runs the whole pipeline (a short Trainer: the Evaluator only needs a model) on the
 DirectRunner and on `--beam-runner portable` against Beam's own job service and SDK worker pool
-(tests/support/beam_services.py: real processes on free ports, what a Flink or Spark job server
-and its worker-pool sidecars are), and compares each Beam component's wall time from ML Metadata.
-`trainer` runs TFX's Trainer executor in 1 and in 2 worker processes (tests/support/
-multi_worker.py) on the same Transform output for two step counts, so that the images per second
-of training come from the difference and exclude start-up, the in-memory cache fill, validation
+(benchmarks/local_cluster/beam_services.py: real processes on free ports, what a Flink or Spark
+job server and its worker-pool sidecars are), and compares each Beam component's wall time from
+ML Metadata. `trainer` runs TFX's Trainer executor in 1 and in 2 worker processes
+(benchmarks/local_cluster/multi_worker.py) on the same Transform output for two step counts, so
+that the images per second of training come from the difference and exclude start-up, the
+in-memory cache fill, validation
 and the export. Each part rewrites its section of scale_out.json, and SCALE_OUT.md is rendered
 from the whole file.
 """
@@ -66,8 +67,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # Beam: DirectRunner vs. the portable runner.
 
 def run_beam(args: argparse.Namespace, output_dir: str) -> dict:
+    from benchmarks.local_cluster.beam_services import start_beam_services
     from modules import contract
-    from tests.support.beam_services import start_beam_services
 
     extra = [*BEAM_PIPELINE_ARGS, *(FAST_BEAM_PIPELINE_ARGS if args.fast else [])]
     paths: dict = {}
@@ -132,8 +133,13 @@ def _output_uri(output_dir: str, node: str, key: str) -> str:
 # Trainer: 1 vs. 2 MultiWorkerMirroredStrategy workers.
 
 def run_trainer(args: argparse.Namespace, output_dir: str, beam: dict | None) -> dict:
+    from benchmarks.local_cluster.multi_worker import (
+        TrainerInputs,
+        build_trainer_inputs,
+        start_cluster,
+        wait,
+    )
     from modules import contract
-    from tests.support.multi_worker import TrainerInputs, build_trainer_inputs, start_cluster, wait
 
     if beam and os.path.isdir(beam.get("examples_uri", "")):
         examples_uri = beam["examples_uri"]
@@ -290,9 +296,10 @@ def _trainer_section(doc: Document, trainer: dict) -> None:
     doc.para(f"Measured {trainer['date']}. Command: `{trainer['command']}`")
     doc.para("TFX's Trainer executor (the project's `run_fn`, `distribution_strategy="
              "multi_worker`, test-time augmentation off) in N local worker processes with one "
-             "TF_CONFIG cluster on free ports (tests/support/multi_worker.py), on the full "
-             f"train split's Transform output. The **global** batch is {trainer['global_batch']}"
-             " (the dataset's batch; the strategy splits it, so each of 2 workers computes "
+             "TF_CONFIG cluster on free ports (benchmarks/local_cluster/multi_worker.py), on the "
+             "full train split's Transform output. The **global** batch is "
+             f"{trainer['global_batch']} (the dataset's batch; the strategy splits it, so each "
+             "of 2 workers computes "
              f"{trainer['global_batch'] // 2} images a step). Each cluster size trains for "
              f"{trainer['steps'][0]} and for {trainer['steps'][1]} steps (1 epoch); images/s = "
              "extra steps x global batch / extra training seconds (the chief's "

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modules import contract
-from tests.support.multi_worker import (
+from benchmarks.local_cluster.multi_worker import (
     TrainerInputs,
     build_trainer_inputs,
     kill_when_logged,
     start_cluster,
     wait,
 )
+from modules import contract
 from tests.support.pipeline_runs import build_fixture
 
 pytestmark = pytest.mark.e2e

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from benchmarks.local_cluster.multi_worker import free_ports
 from cli import logs, options
 from cli.main import main
 from pipeline import beam
-from tests.support.multi_worker import free_ports
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """Real multi-worker Trainer runs: Transform output built once, workers as separate processes.
 
-Each worker is a child process (tests/support/multi_worker_trainer.py) that runs TFX's own
+Each worker is a child process (multi_worker_trainer.py beside this file) that runs TFX's own
 Trainer executor with TF_CONFIG set, as a Vertex AI or Kubeflow training job would; no mocks.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.pipeline_runs import PROJECT_DIR
+from pipeline.configs import PROJECT_DIR
 
 WORKER_SCRIPT = Path(__file__).with_name("multi_worker_trainer.py")
 

@@ -1,6 +1,6 @@
 """One worker of a multi-worker Trainer: TFX's GenericExecutor.Do with this process's TF_CONFIG.
 
-Usage: python multi_worker_trainer.py SPEC_JSON (written by tests.support.multi_worker).
+Usage: python multi_worker_trainer.py SPEC_JSON (written by benchmarks.local_cluster.multi_worker).
 """
 from __future__ import annotations
 
