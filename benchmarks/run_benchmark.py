@@ -1,12 +1,14 @@
 """Benchmarks the default pipeline on CIFAR-10 against a baseline in the original project's style.
 
     python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10         # full: RESULTS.md
+    python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10 --untuned  # the defaults
     python benchmarks/run_benchmark.py --data-dir SMALL_FIXTURE --fast      # CI: proves it works
 
 Runs local_runner.py (cached components are reused; their wall times are read from ML Metadata),
 then measures the pushed SavedModel and its TFLite twin on test_batch.bin, trains the baseline on
 the same train split with the same epochs and batch size, and writes RESULTS.md, results.json
-and plots.
+and plots. --untuned runs the pipeline without its Tuner, the defaults' reference that RESULTS.md
+sets beside the tuned run (run both on one machine: its speed is part of the comparison).
 """
 from __future__ import annotations
 
@@ -44,11 +46,17 @@ def add_run_arguments(p: argparse.ArgumentParser, output_help: str, results_help
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    from reports.benchmark_page import UNTUNED_JSON
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(p, "pipeline outputs (default benchmarks/runs/full|fast)",
                       "where RESULTS.md goes (default benchmarks/ for a full run, the output dir "
                       "for --fast)")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--untuned", action="store_true",
+                   help="the reference for the Tuner: the pipeline with --no-tune (the defaults) "
+                        f"in runs/full_untuned, recorded as {UNTUNED_JSON}; the tuned run's "
+                        "page compares with it (no baseline)")
     p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
     return p.parse_args(argv)
 
@@ -184,6 +192,9 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
     store = runs.open_store(metadata_path)
     spans = runs.training_run_spans(store)
     model_uri = runs.latest_artifact(store, "Model").uri
+    with open(os.path.join(runs.latest_artifact(store, "ModelRun").uri,
+                           contract.TRAINING_SUMMARY_FILE)) as f:
+        summary = json.load(f)
     keras_model, settings = export.load_keras_model(model_uri)
     signatures = tf.saved_model.load(outcome.serving_path).signatures
 
@@ -199,6 +210,7 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
     return {
         **measured,
         "parameters": int(keras_model.count_params()),
+        "hyperparameters": summary["hyperparameters"],  # what the Trainer trained (tuned or not)
         "test_time_augmentation": export.settings_test_time_augmentation(settings),
         "serving_costs": costs,
         "evaluator_test_accuracy": outcome.test_accuracy,
@@ -262,8 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reports import benchmark_page
 
     mode = "fast" if args.fast else "full"
-    output_dir = os.path.abspath(args.output_dir or os.path.join(PROJECT_DIR, "benchmarks",
-                                                                  "runs", mode))
+    if args.untuned:
+        args.pipeline_args = [*args.pipeline_args, "--no-tune"]
+        args.skip_baseline = True
+    output_dir = os.path.abspath(args.output_dir or os.path.join(
+        PROJECT_DIR, "benchmarks", "runs", f"{mode}_untuned" if args.untuned else mode))
     results_dir = os.path.abspath(args.results_dir or (
         output_dir if args.fast else os.path.join(PROJECT_DIR, "benchmarks")))
     os.makedirs(results_dir, exist_ok=True)
@@ -288,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_baseline:
         report["baseline"] = baseline_measurements(args.data_dir, epochs, batch_size, images,
                                                    labels, exact)
+    if args.untuned:
+        written = benchmark_page.write_untuned(report, results_dir)
+        print(f"Wrote {', '.join(written)}")
+        return 0
     benchmark_page.write(report, results_dir)
     print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
     return 0

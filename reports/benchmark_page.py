@@ -13,6 +13,8 @@ from reports.document import Document
 RESULTS_JSON = "results.json"
 RESULTS_MD = "RESULTS.md"
 ABLATIONS_JSON = "ablations.json"  # benchmarks/ablations.py's figures; RESULTS.md shows them too
+# run_benchmark.py --untuned: the pipeline without its Tuner, set beside the tuned run.
+UNTUNED_JSON = "results_untuned.json"
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class_f1.png"
 
@@ -23,6 +25,8 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
                                  "down-right and up-left, and their mirror images)",
 }
 
+# The offline copy's test images by origin (run_benchmark's accuracy_by_origin keys).
+ORIGIN_NAMES = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
 SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
 SIGNATURE_INPUT_NAMES = {  # what each timed signature is given, for the serving-cost table
     SINGLE_VIEW: "uint8 pixels, the Keras model alone, no test-time views",
@@ -48,6 +52,13 @@ def _tuner_share(report: dict) -> float | None:
     return seconds[contract.TUNER_NODE] / seconds[contract.TRAINER_NODE]
 
 
+def _trainer_vs_untuned(report: dict, untuned: dict | None) -> float | None:
+    """The default DAG's Trainer (tuned values) over the defaults' Trainer (--untuned run)."""
+    if not untuned:
+        return None
+    return report["pipeline"]["trainer_seconds"] / untuned["pipeline"]["trainer_seconds"]
+
+
 def _points(value: float) -> str:
     return f"{value * 100:.2f} points"
 
@@ -56,33 +67,37 @@ def _times(value: float) -> str:
     return f"{value:.2f}x"
 
 
-TARGETS = [  # (label, value getter, test, shown goal, formatter): issue #17's targets
-    ("Test accuracy of the pushed SavedModel", lambda r: r["pipeline"]["accuracy"],
+# (label, value getter of (report, untuned report or None), test, shown goal, formatter)
+TARGETS = [  # issue #17's targets
+    ("Test accuracy of the pushed SavedModel", lambda r, _: r["pipeline"]["accuracy"],
      lambda v: v >= 0.92, ">= 92% (aim 93%)", "{:.2%}".format),
-    ("Parameters", lambda r: r["pipeline"]["parameters"], lambda v: v <= 1_000_000, "<= 1.0M",
+    ("Parameters", lambda r, _: r["pipeline"]["parameters"], lambda v: v <= 1_000_000, "<= 1.0M",
      "{:,}".format),
     ("Views averaged per image (test-time augmentation)",
-     lambda r: contract.TTA_VIEWS[r["pipeline"]["test_time_augmentation"]], lambda v: v <= 2,
+     lambda r, _: contract.TTA_VIEWS[r["pipeline"]["test_time_augmentation"]], lambda v: v <= 2,
      "<= 2", str),
     ("Served throughput at batch 256 vs. a single view",
-     lambda r: _served_vs_single_view(r, "throughput_images_per_s_batch256"),
+     lambda r, _: _served_vs_single_view(r, "throughput_images_per_s_batch256"),
      lambda v: v >= 0.5, ">= 0.5x", _times),
     ("Served latency at batch 1 vs. a single view",
-     lambda r: _served_vs_single_view(r, "latency_ms_batch1"), lambda v: v <= 1.3, "<= 1.3x",
+     lambda r, _: _served_vs_single_view(r, "latency_ms_batch1"), lambda v: v <= 1.3, "<= 1.3x",
      _times),
-    ("int8 TFLite accuracy drop", lambda r: r["pipeline"]["tflite"]["accuracy_drop"],
+    ("int8 TFLite accuracy drop", lambda r, _: r["pipeline"]["tflite"]["accuracy_drop"],
      lambda v: v <= 0.003, "<= 0.3 points", _points),
     ("int8 TFLite vs. float weights size",
-     lambda r: r["pipeline"]["tflite"]["size_ratio_vs_float_weights"], lambda v: v >= 3.8,
+     lambda r, _: r["pipeline"]["tflite"]["size_ratio_vs_float_weights"], lambda v: v >= 3.8,
      ">= 3.8x smaller", _times),
-    ("Tuner wall time vs. the Trainer's", _tuner_share, lambda v: v <= 0.2, "<= 0.20x", _times),
+    ("Tuner wall time vs. the Trainer's", lambda r, _: _tuner_share(r), lambda v: v <= 0.2,
+     "<= 0.20x", _times),
+    ("Trainer wall time vs. the defaults' (--untuned run)", _trainer_vs_untuned,
+     lambda v: v <= 1.1, "<= 1.1x", _times),
 ]
 
 
-def _target_rows(report: dict) -> list[list[str]]:
+def _target_rows(report: dict, untuned: dict | None = None) -> list[list[str]]:
     rows = []
     for label, get, test, goal, formatter in TARGETS:
-        value = get(report)
+        value = get(report, untuned)
         rows.append([label, "-" if value is None else formatter(value), goal,
                      "not measured" if value is None else "yes" if test(value) else "**no**"])
     return rows
@@ -115,9 +130,8 @@ def _ratio(model: float, base: float) -> str:
 
 def _origin_rows(model: dict, base: dict | None) -> list[tuple]:
     """Accuracy on the offline copy's original images and on its JPEG-decoded ones, apart."""
-    names = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
     rows = []
-    for origin, name in names.items():
+    for origin, name in ORIGIN_NAMES.items():
         part = model.get("accuracy_by_origin", {}).get(origin)
         if not part or part["accuracy"] is None:
             continue
@@ -153,8 +167,9 @@ def _comparison_rows(report: dict) -> list[list[str]]:
     return [[label, mine, theirs or "-", ratio or "-"] for label, mine, theirs, ratio in rows]
 
 
-def build(report: dict, images: dict[str, str]) -> Document:
-    """The page as a Document: targets, the baseline comparison, per class, TFLite, timings."""
+def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> Document:
+    """The page as a Document: targets, the baseline comparison, the tuned run beside the
+    `untuned` one when given, per class, TFLite, timings."""
     model = report["pipeline"]
     tflite = model["tflite"]
     machine = report["machine"]
@@ -169,16 +184,18 @@ def build(report: dict, images: dict[str, str]) -> Document:
              f". SavedModel timings through the `{contract.PIXELS_SIGNATURE}` signature"
              + TTA_DESCRIPTIONS[model["test_time_augmentation"]] + ".")
     doc.heading(2, "Targets")
-    doc.table(["Target", "Measured", "Goal", "Met"], _target_rows(report),
+    doc.table(["Target", "Measured", "Goal", "Met"], _target_rows(report, untuned),
               numeric=[False, True, True, False])
-    doc.para("Served figures are the pushed SavedModel's. One run trains one model, so each "
-             "lever's training time against the defaults (goal: at most 1.1x) is in the "
-             "ablations below, measured on a short budget.")
+    doc.para("Served figures are the pushed SavedModel's. The Trainer's time against the "
+             "defaults' comes from a run without the Tuner (`run_benchmark.py --untuned`, "
+             "below); each ablation lever's, from the ablations, on a short budget.")
     doc.heading(2, "Pipeline model vs. baseline")
     doc.table(["", "Pipeline model", "Baseline (original style)", "Ratio"],
               _comparison_rows(report), numeric=[False, True, True, True])
     if "baseline" not in report:
         doc.para("The baseline was not trained in this run (`--skip-baseline`).")
+    if untuned:
+        add_tuning_comparison(doc, report, untuned)
     if "serving_costs" in model:
         doc.heading(2, "Serving cost")
         doc.para("Each signature of the pushed SavedModel on the input it takes, beside a plain "
@@ -203,6 +220,69 @@ def build(report: dict, images: dict[str, str]) -> Document:
                sorted(model["component_seconds"].items(), key=lambda kv: -kv[1])],
               numeric=[False, True])
     return doc
+
+
+def _hyperparameter_changes(tuned: dict | None, defaults: dict | None) -> str:
+    """What the Tuner changed, "name value (default value)"; runs from before the benchmark
+    recorded the values say so."""
+    if tuned is None or defaults is None:
+        return "not recorded"
+    changed = [f"{name} {_short(tuned[name])} (default {_short(defaults.get(name))})"
+               for name in sorted(tuned) if tuned[name] != defaults.get(name)]
+    return ", ".join(changed) or "none: the search kept the defaults"
+
+
+def _accuracy_row(label: str, tuned: float, default: float | None) -> tuple[str, ...]:
+    if default is None:
+        return label, f"{tuned:.2%}", "-", "-"
+    return label, f"{tuned:.2%}", f"{default:.2%}", f"{100 * (tuned - default):+.2f} points"
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
+    """The default DAG (its Trainer trains the Tuner's values) beside the same pipeline without
+    its Tuner (run_benchmark.py --untuned): what the search bought and what it cost."""
+    tuned_model, default_model = report["pipeline"], untuned["pipeline"]
+    same_machine = all(report["machine"][key] == untuned["machine"][key]
+                       for key in ("cpu", "cores", "memory_gib"))
+    doc.heading(2, "Tuned vs. the defaults (issue #17)")
+    doc.para("The default DAG's Trainer trains the Tuner's best values; the reference is the same "
+             f"pipeline without its Tuner (`--untuned`, i.e. `--no-tune`), measured "
+             f"{untuned['date']} with `{untuned['command']}`, "
+             + ("on the same machine." if same_machine else
+                f"on {machine_text(untuned['machine'])}: another machine, so its times do not "
+                f"compare with this run's."))
+    seconds = tuned_model["component_seconds"]
+    tuned_int8, default_int8 = (model["tflite"]["tflite"]["accuracy"]
+                                for model in (tuned_model, default_model))
+    rows = [
+        ("Values the Tuner changed", _hyperparameter_changes(
+            tuned_model.get("hyperparameters"), default_model.get("hyperparameters")), "-", "-"),
+        _accuracy_row("Served test accuracy", tuned_model["accuracy"],
+                      default_model["accuracy"]),
+        *(_accuracy_row(f"- on the {part['images']:,} images with {ORIGIN_NAMES[origin]}",
+                        part["accuracy"],
+                        default_model.get("accuracy_by_origin", {}).get(origin, {}).get(
+                            "accuracy"))
+          for origin, part in tuned_model.get("accuracy_by_origin", {}).items()
+          if origin in ORIGIN_NAMES and part["accuracy"] is not None),
+        _accuracy_row("int8 TFLite test accuracy", tuned_int8, default_int8),
+        ("Trainer wall time", _minutes(tuned_model["trainer_seconds"]),
+         _minutes(default_model["trainer_seconds"]),
+         _ratio(tuned_model["trainer_seconds"], default_model["trainer_seconds"])),
+        ("Tuner wall time", _minutes(seconds[contract.TUNER_NODE])
+         if contract.TUNER_NODE in seconds else "-", "-", "-"),
+        ("Pipeline wall time", _minutes(tuned_model["pipeline_seconds"]),
+         _minutes(default_model["pipeline_seconds"]),
+         _ratio(tuned_model["pipeline_seconds"], default_model["pipeline_seconds"])),
+    ]
+    doc.table(["", "Tuned (default DAG)", "Defaults (--untuned)", "Difference"],
+              [list(row) for row in rows], numeric=[False, True, True, True])
+    doc.para("One run of each: seed-to-seed spread of the same settings (the ablations below) "
+             "is the noise an accuracy difference must beat.")
 
 
 def _percent(share: float | None) -> str:
@@ -269,20 +349,36 @@ def seed_spreads(variants: list[dict]) -> dict[str, tuple[int, float, float]]:
             for name, values in accuracies.items() if len(values) > 1}
 
 
-def render(report: dict, images: dict[str, str], ablations: dict | None = None) -> str:
-    """RESULTS.md's text; with benchmarks/ablations.py's figures when given."""
-    doc = build(report, images)
+def render(report: dict, images: dict[str, str], ablations: dict | None = None,
+           untuned: dict | None = None) -> str:
+    """RESULTS.md's text; with benchmarks/ablations.py's figures and the --untuned run's when
+    given."""
+    doc = build(report, images, untuned)
     if ablations:
         add_ablations(doc, ablations)
     return doc.to_markdown()
 
 
-def _ablations_beside(results_dir: str) -> dict | None:
-    path = os.path.join(results_dir, ABLATIONS_JSON)
+def _json_beside(results_dir: str, name: str) -> dict | None:
+    path = os.path.join(results_dir, name)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def write_untuned(untuned: dict, results_dir: str) -> list[str]:
+    """The --untuned run's figures as UNTUNED_JSON; RESULTS.md is rendered again when the tuned
+    run's results.json is there. Returns the files written."""
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, UNTUNED_JSON)
+    with open(path, "w") as f:
+        json.dump(untuned, f, indent=2, sort_keys=True)
+    report = _json_beside(results_dir, RESULTS_JSON)
+    if report is None:
+        return [path]
+    write(report, results_dir)
+    return [path, os.path.join(results_dir, RESULTS_MD)]
 
 
 def write(report: dict, results_dir: str) -> None:
@@ -300,4 +396,5 @@ def write(report: dict, results_dir: str) -> None:
     with open(os.path.join(results_dir, RESULTS_JSON), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
-        f.write(render(report, images, _ablations_beside(results_dir)))
+        f.write(render(report, images, _json_beside(results_dir, ABLATIONS_JSON),
+                       _json_beside(results_dir, UNTUNED_JSON)))
