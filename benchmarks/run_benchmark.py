@@ -49,14 +49,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from reports.benchmark_page import UNTUNED_JSON
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_run_arguments(p, "pipeline outputs (default benchmarks/runs/full|fast)",
+    add_run_arguments(p, "pipeline outputs (default benchmarks/runs/full|fast, "
+                         "full_untuned|fast_untuned with --untuned)",
                       "where RESULTS.md goes (default benchmarks/ for a full run, the output dir "
-                      "for --fast)")
+                      "for --fast; with --untuned, where the tuned run's page is)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--untuned", action="store_true",
-                   help="the reference for the Tuner: the pipeline with --no-tune (the defaults) "
-                        f"in runs/full_untuned, recorded as {UNTUNED_JSON}; the tuned run's "
-                        "page compares with it (no baseline)")
+                   help="the reference for the Tuner: the pipeline with --no-tune (the "
+                        f"defaults), recorded as {UNTUNED_JSON} beside the tuned run's "
+                        "RESULTS.md, which then compares with it (no baseline)")
     p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
     return p.parse_args(argv)
 
@@ -277,10 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.untuned:
         args.pipeline_args = [*args.pipeline_args, "--no-tune"]
         args.skip_baseline = True
-    output_dir = os.path.abspath(args.output_dir or os.path.join(
-        PROJECT_DIR, "benchmarks", "runs", f"{mode}_untuned" if args.untuned else mode))
+    tuned_output_dir = os.path.join(PROJECT_DIR, "benchmarks", "runs", mode)
+    output_dir = os.path.abspath(args.output_dir or (
+        f"{tuned_output_dir}_untuned" if args.untuned else tuned_output_dir))
     results_dir = os.path.abspath(args.results_dir or (
-        output_dir if args.fast else os.path.join(PROJECT_DIR, "benchmarks")))
+        (tuned_output_dir if args.untuned else output_dir) if args.fast
+        else os.path.join(PROJECT_DIR, "benchmarks")))
     os.makedirs(results_dir, exist_ok=True)
 
     command, invocation_seconds = run_pipeline(args, output_dir)
@@ -304,12 +307,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["baseline"] = baseline_measurements(args.data_dir, epochs, batch_size, images,
                                                    labels, exact)
     if args.untuned:
-        written = benchmark_page.write_untuned(report, results_dir)
-        print(f"Wrote {', '.join(written)}")
+        write_untuned(report, results_dir)
         return 0
     benchmark_page.write(report, results_dir)
     print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
     return 0
+
+
+def write_untuned(untuned: dict, results_dir: str) -> None:
+    """The --untuned run's figures beside the tuned run's, whose RESULTS.md is rendered again
+    to compare with them when its results.json is there."""
+    from benchmarks import common
+    from reports import benchmark_page
+
+    print(f"Wrote {common.write_json(untuned, results_dir, benchmark_page.UNTUNED_JSON)}")
+    report = benchmark_page.json_beside(results_dir, benchmark_page.RESULTS_JSON)
+    if report is None:
+        print(f"No {benchmark_page.RESULTS_JSON} in {results_dir} yet: the tuned run's page "
+              f"will compare with this one when it is written there.")
+        return
+    benchmark_page.write(report, results_dir)
+    print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
 
 
 def machine_description() -> dict:

@@ -13,9 +13,8 @@ job server and its worker-pool sidecars are), and compares each Beam component's
 ML Metadata. `trainer` runs TFX's Trainer executor in 1 and in 2 worker processes
 (benchmarks/local_cluster/multi_worker.py) on the same Transform output for two step counts, so
 that the images per second of training come from the difference and exclude start-up, the
-in-memory cache fill, validation
-and the export. Each part rewrites its section of scale_out.json, and SCALE_OUT.md is rendered
-from the whole file.
+in-memory cache fill, validation and the export. Each part rewrites its section of
+scale_out.json, and SCALE_OUT.md is rendered from the whole file.
 """
 from __future__ import annotations
 
@@ -261,7 +260,7 @@ def _beam_section(doc: Document, beam: dict) -> None:
              + " ".join(beam["pipeline_args"]) + "`); the wall times are ML Metadata's "
              "execution times (`run_benchmark.component_wall_seconds`). The portable path is "
              "`--beam-runner portable` against Beam's own `local_job_service_main` and an "
-             "EXTERNAL `worker_pool_main` on free localhost ports (tests/support/"
+             "EXTERNAL `worker_pool_main` on free localhost ports (benchmarks/local_cluster/"
              "beam_services.py), exactly the Beam arguments `--beam-runner flink|spark` compile "
              f"to, endpoints aside; {paths['portable'].get('jobs_done_on_job_service', '?')} "
              "Beam jobs finished on the job service. The local job service runs one SDK "

@@ -52,9 +52,25 @@ def _tuner_share(report: dict) -> float | None:
     return seconds[contract.TUNER_NODE] / seconds[contract.TRAINER_NODE]
 
 
+MACHINE_KEYS = ("cpu", "cores", "memory_gib", "gpu")  # what two runs' times need in common
+
+
+def incomparable_times(report: dict, untuned: dict) -> str | None:
+    """Why the two runs' times do not compare (None when they do): another kind of machine,
+    another mode (fast/full) or another training budget."""
+    if any(report["machine"].get(key) != untuned["machine"].get(key) for key in MACHINE_KEYS):
+        return f"on another machine ({machine_text(untuned['machine'])})"
+    if report.get("mode") != untuned.get("mode"):
+        return f"a {untuned.get('mode')} run, this one is {report.get('mode')}"
+    if report.get("budget") != untuned.get("budget"):
+        return f"another budget ({untuned.get('budget')})"
+    return None
+
+
 def _trainer_vs_untuned(report: dict, untuned: dict | None) -> float | None:
-    """The default DAG's Trainer (tuned values) over the defaults' Trainer (--untuned run)."""
-    if not untuned:
+    """The default DAG's Trainer (tuned values) over the defaults' Trainer (--untuned run), when
+    the two runs' times compare."""
+    if not untuned or incomparable_times(report, untuned):
         return None
     return report["pipeline"]["trainer_seconds"] / untuned["pipeline"]["trainer_seconds"]
 
@@ -187,8 +203,10 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
     doc.table(["Target", "Measured", "Goal", "Met"], _target_rows(report, untuned),
               numeric=[False, True, True, False])
     doc.para("Served figures are the pushed SavedModel's. The Trainer's time against the "
-             "defaults' comes from a run without the Tuner (`run_benchmark.py --untuned`, "
-             "below); each ablation lever's, from the ablations, on a short budget.")
+             "defaults' needs a run without the Tuner on the same kind of machine and budget ("
+             + ("`run_benchmark.py --untuned`, below" if untuned else
+                f"`run_benchmark.py --untuned`, which writes `{UNTUNED_JSON}` beside this page")
+             + "); each ablation lever's is in the ablations, on a short budget.")
     doc.heading(2, "Pipeline model vs. baseline")
     doc.table(["", "Pipeline model", "Baseline (original style)", "Ratio"],
               _comparison_rows(report), numeric=[False, True, True, True])
@@ -222,9 +240,12 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
     return doc
 
 
-def _hyperparameter_changes(tuned: dict | None, defaults: dict | None) -> str:
+def _hyperparameter_changes(report: dict, defaults: dict | None) -> str:
     """What the Tuner changed, "name value (default value)"; runs from before the benchmark
     recorded the values say so."""
+    tuned = report["pipeline"].get("hyperparameters")
+    if contract.TUNER_NODE not in report["pipeline"]["component_seconds"]:
+        return "no Tuner in this run"
     if tuned is None or defaults is None:
         return "not recorded"
     changed = [f"{name} {_short(tuned[name])} (default {_short(defaults.get(name))})"
@@ -246,21 +267,20 @@ def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
     """The default DAG (its Trainer trains the Tuner's values) beside the same pipeline without
     its Tuner (run_benchmark.py --untuned): what the search bought and what it cost."""
     tuned_model, default_model = report["pipeline"], untuned["pipeline"]
-    same_machine = all(report["machine"][key] == untuned["machine"][key]
-                       for key in ("cpu", "cores", "memory_gib"))
+    reason = incomparable_times(report, untuned)
     doc.heading(2, "Tuned vs. the defaults (issue #17)")
     doc.para("The default DAG's Trainer trains the Tuner's best values; the reference is the same "
              f"pipeline without its Tuner (`--untuned`, i.e. `--no-tune`), measured "
              f"{untuned['date']} with `{untuned['command']}`, "
-             + ("on the same machine." if same_machine else
-                f"on {machine_text(untuned['machine'])}: another machine, so its times do not "
-                f"compare with this run's."))
+             + (f"{reason}, so its times do not compare with this run's." if reason else
+                "on a machine of the same description (CPU, cores, memory, GPU) and the same "
+                "budget."))
     seconds = tuned_model["component_seconds"]
     tuned_int8, default_int8 = (model["tflite"]["tflite"]["accuracy"]
                                 for model in (tuned_model, default_model))
     rows = [
         ("Values the Tuner changed", _hyperparameter_changes(
-            tuned_model.get("hyperparameters"), default_model.get("hyperparameters")), "-", "-"),
+            report, default_model.get("hyperparameters")), "-", "-"),
         _accuracy_row("Served test accuracy", tuned_model["accuracy"],
                       default_model["accuracy"]),
         *(_accuracy_row(f"- on the {part['images']:,} images with {ORIGIN_NAMES[origin]}",
@@ -281,8 +301,8 @@ def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
     ]
     doc.table(["", "Tuned (default DAG)", "Defaults (--untuned)", "Difference"],
               [list(row) for row in rows], numeric=[False, True, True, True])
-    doc.para("One run of each: seed-to-seed spread of the same settings (the ablations below) "
-             "is the noise an accuracy difference must beat.")
+    doc.para("One run of each: an accuracy difference within the seed-to-seed spread of one "
+             "setting (measured by benchmarks/ablations.py) may be noise.")
 
 
 def _percent(share: float | None) -> str:
@@ -359,26 +379,13 @@ def render(report: dict, images: dict[str, str], ablations: dict | None = None,
     return doc.to_markdown()
 
 
-def _json_beside(results_dir: str, name: str) -> dict | None:
+def json_beside(results_dir: str, name: str) -> dict | None:
+    """A JSON file of results_dir, None when it is not there."""
     path = os.path.join(results_dir, name)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
-
-
-def write_untuned(untuned: dict, results_dir: str) -> list[str]:
-    """The --untuned run's figures as UNTUNED_JSON; RESULTS.md is rendered again when the tuned
-    run's results.json is there. Returns the files written."""
-    os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, UNTUNED_JSON)
-    with open(path, "w") as f:
-        json.dump(untuned, f, indent=2, sort_keys=True)
-    report = _json_beside(results_dir, RESULTS_JSON)
-    if report is None:
-        return [path]
-    write(report, results_dir)
-    return [path, os.path.join(results_dir, RESULTS_MD)]
 
 
 def write(report: dict, results_dir: str) -> None:
@@ -396,5 +403,5 @@ def write(report: dict, results_dir: str) -> None:
     with open(os.path.join(results_dir, RESULTS_JSON), "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
-        f.write(render(report, images, _json_beside(results_dir, ABLATIONS_JSON),
-                       _json_beside(results_dir, UNTUNED_JSON)))
+        f.write(render(report, images, json_beside(results_dir, ABLATIONS_JSON),
+                       json_beside(results_dir, UNTUNED_JSON)))

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
+from benchmarks.local_cluster.beam_services import BeamServices
 from benchmarks.local_cluster.multi_worker import free_ports
 from modules import contract
-from tests.support.beam_services import BeamServices, beam_services  # noqa: F401 (fixture)
+from tests.support.beam_services import beam_services  # noqa: F401 (fixture)
 from tests.support.pipeline_runs import PipelineRun, build_fixture, run_pipeline
 
 pytestmark = pytest.mark.e2e
