@@ -21,7 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -133,12 +133,37 @@ def timing_batch(images: np.ndarray) -> np.ndarray:
     return images[:256] if len(images) >= 256 else np.resize(images, (256, *images.shape[1:]))
 
 
-def speed(call, inputs: Sequence) -> dict:
-    """Batch-1 latency and batch-256 throughput of `call` on a list or array of 256 inputs."""
-    from components.tflite_converter.conversion import median_seconds
+# Calls timed per measured function; serving_costs takes them in turn across its functions.
+BATCH1_CALLS, BATCH256_CALLS = 100, 10
 
-    return {"latency_ms_batch1": median_seconds(lambda: call(inputs[:1]), 100) * 1000.0,
-            "throughput_images_per_s_batch256": 256.0 / median_seconds(lambda: call(inputs), 10)}
+
+def speeds(calls: dict[str, tuple[Callable, Sequence]]) -> dict[str, dict]:
+    """Batch-1 latency and batch-256 throughput of each `call` on its list or array of 256
+    `inputs`: medians of BATCH1_CALLS and BATCH256_CALLS calls taken round-robin, one call of
+    each in turn. A change in the shared host's load then falls on all of them alike, so the
+    ratios between them hold steadier than timings taken one function after the other."""
+    for call, inputs in calls.values():  # warm-up: tracing and first allocations
+        call(inputs[:1])
+        call(inputs)
+
+    def medians(rounds: int, batch: int) -> dict[str, float]:
+        seconds: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(rounds):
+            for name, (call, inputs) in calls.items():
+                start = time.perf_counter()
+                call(inputs[:batch])
+                seconds[name].append(time.perf_counter() - start)
+        return {name: float(np.median(values)) for name, values in seconds.items()}
+
+    latency, full_batch = medians(BATCH1_CALLS, 1), medians(BATCH256_CALLS, 256)
+    return {name: {"latency_ms_batch1": latency[name] * 1000.0,
+                   "throughput_images_per_s_batch256": 256.0 / full_batch[name]}
+            for name in calls}
+
+
+def speed(call: Callable, inputs: Sequence) -> dict:
+    """speeds() of one function."""
+    return speeds({"": (call, inputs)})[""]
 
 
 def serving_costs(signatures, keras_model, images: np.ndarray) -> dict[str, dict]:
@@ -166,8 +191,9 @@ def serving_costs(signatures, keras_model, images: np.ndarray) -> dict[str, dict
 
     inputs = {contract.PIXELS_SIGNATURE: batch, contract.SERVING_SIGNATURE: image_bytes,
               contract.EXAMPLES_SIGNATURE: examples}
-    return {SINGLE_VIEW: speed(lambda pixels: forward(tf.constant(pixels)).numpy(), batch),
-            **{name: speed(signature(name), inputs[name]) for name in contract.SIGNATURE_INPUTS}}
+    return speeds({SINGLE_VIEW: (lambda pixels: forward(tf.constant(pixels)).numpy(), batch),
+                   **{name: (signature(name), inputs[name])
+                      for name in contract.SIGNATURE_INPUTS}})
 
 
 def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
@@ -184,7 +210,7 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
     import tensorflow as tf
 
     from modules import contract, export
-    from reports import runs
+    from reports import benchmark_page, runs
 
     metadata_path = os.path.join(output_dir, contract.METADATA_FILE)
     outcome = runs.latest_outcome(metadata_path)
@@ -214,6 +240,7 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
         "hyperparameters": summary["hyperparameters"],  # what the Trainer trained (tuned or not)
         "test_time_augmentation": export.settings_test_time_augmentation(settings),
         "serving_costs": costs,
+        "serving_costs_timing": benchmark_page.ROUND_ROBIN,  # speeds() takes them in turn
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
         "component_seconds": component_seconds(spans),

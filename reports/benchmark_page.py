@@ -28,6 +28,7 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
 # The offline copy's test images by origin (run_benchmark's accuracy_by_origin keys).
 ORIGIN_NAMES = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
 SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
+ROUND_ROBIN = "round-robin"  # serving_costs_timing of runs that timed the rows in turn
 SIGNATURE_INPUT_NAMES = {  # what each timed signature is given, for the serving-cost table
     SINGLE_VIEW: "uint8 pixels, the Keras model alone, no test-time views",
     contract.PIXELS_SIGNATURE: "uint8 pixels",
@@ -218,7 +219,12 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
         doc.heading(2, "Serving cost")
         doc.para("Each signature of the pushed SavedModel on the input it takes, beside a plain "
                  "forward pass of the same network on one view: median of 100 calls of 1 image "
-                 "and of 10 calls of 256 images, in this process.")
+                 "and of 10 calls of 256 images, in this process, "
+                 + ("taken in turn across the rows (so that a change in the host's load falls "
+                    "on all of them alike)." if model.get("serving_costs_timing") == ROUND_ROBIN
+                    else "one row after the other.")
+                 + (f" Timed {model['serving_costs_date']} on this run's pushed model, after the "
+                    f"run." if "serving_costs_date" in model else ""))
         doc.table(["Signature", "Input", "Latency, batch 1", "Throughput, batch 256",
                    "vs. single view"], _serving_cost_rows(model),
                   numeric=[False, False, True, True, True])

@@ -33,10 +33,12 @@ def test_fast_benchmark_writes_results(trained_pipeline, small_cifar10, tmp_path
     assert set(costs) == {"single view", *contract.SIGNATURE_INPUTS}
     assert all(cost["latency_ms_batch1"] > 0 and cost["throughput_images_per_s_batch256"] > 0
                for cost in costs.values())
+    assert model["serving_costs_timing"] == "round-robin"
+    assert model["hyperparameters"]["learning_rate"] > 0  # what the Trainer trained
     page = (results_dir / "RESULTS.md").read_text()
     for heading in ("## Targets", "## Pipeline model vs. baseline", "## Per-class metrics",
                     "## TFLite", "## Serving cost", "| `serving_examples` |", "| airplane |",
-                    "Baseline F1"):
+                    "Baseline F1", "taken in turn across the rows"):
         assert heading in page
     for png in ("confusion_matrix.png", "per_class_f1.png"):
         assert (results_dir / png).read_bytes().startswith(b"\x89PNG")
