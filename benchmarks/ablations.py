@@ -236,10 +236,9 @@ def table_rows(rows: dict[tuple[str, int], dict]) -> list[dict]:
 def write_pages(report: dict, results_dir: str) -> None:
     """ABLATIONS.md, and RESULTS.md again (with the table) where results.json is beside it."""
     common.write_page(page(report), results_dir, PAGE)
-    if os.path.exists(os.path.join(results_dir, benchmark_page.RESULTS_JSON)):
-        benchmark_page.write(common.read_json(results_dir, benchmark_page.RESULTS_JSON),
-                             results_dir)
-        print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
+    results_page = benchmark_page.rewrite(results_dir)
+    if results_page:
+        print(f"Wrote {results_page}")
 
 
 def page(report: dict) -> str:

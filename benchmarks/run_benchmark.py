@@ -348,13 +348,10 @@ def write_untuned(untuned: dict, results_dir: str) -> None:
     from reports import benchmark_page
 
     print(f"Wrote {common.write_json(untuned, results_dir, benchmark_page.UNTUNED_JSON)}")
-    report = benchmark_page.json_beside(results_dir, benchmark_page.RESULTS_JSON)
-    if report is None:
-        print(f"No {benchmark_page.RESULTS_JSON} in {results_dir} yet: the tuned run's page "
-              f"will compare with this one when it is written there.")
-        return
-    benchmark_page.write(report, results_dir)
-    print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
+    page = benchmark_page.rewrite(results_dir)
+    print(f"Wrote {page}" if page else
+          f"No {benchmark_page.RESULTS_JSON} in {results_dir} yet: the tuned run's page will "
+          f"compare with this one when it is written there.")
 
 
 def machine_description() -> dict:

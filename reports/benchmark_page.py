@@ -394,6 +394,16 @@ def json_beside(results_dir: str, name: str) -> dict | None:
         return json.load(f)
 
 
+def rewrite(results_dir: str) -> str | None:
+    """RESULTS.md rendered again from the results.json in results_dir (after the figures beside
+    it changed); its path, or None when there is no results.json there."""
+    report = json_beside(results_dir, RESULTS_JSON)
+    if report is None:
+        return None
+    write(report, results_dir)
+    return os.path.join(results_dir, RESULTS_MD)
+
+
 def write(report: dict, results_dir: str) -> None:
     """results.json, confusion_matrix.png, per_class_f1.png and RESULTS.md in results_dir."""
     os.makedirs(results_dir, exist_ok=True)
