@@ -2,13 +2,16 @@
 
     python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10         # full: RESULTS.md
     python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10 --untuned  # the defaults
+    python benchmarks/run_benchmark.py --data-dir ~/.cache/cifar10 --candidate NAME -- FLAGS
     python benchmarks/run_benchmark.py --data-dir SMALL_FIXTURE --fast      # CI: proves it works
 
 Runs local_runner.py (cached components are reused; their wall times are read from ML Metadata),
 then measures the pushed SavedModel and its TFLite twin on test_batch.bin, trains the baseline on
 the same train split with the same epochs and batch size, and writes RESULTS.md, results.json
 and plots. --untuned runs the pipeline without its Tuner, the defaults' reference that RESULTS.md
-sets beside the tuned run (run both on one machine: its speed is part of the comparison).
+sets beside the tuned run (run both on one machine: its speed is part of the comparison);
+--candidate records a full run with other local_runner.py flags (a lever from the ablations) for
+RESULTS.md's table of full-budget candidates.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -46,7 +50,7 @@ def add_run_arguments(p: argparse.ArgumentParser, output_help: str, results_help
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from reports.benchmark_page import UNTUNED_JSON
+    from reports.benchmark_page import CANDIDATES_DIR, UNTUNED_JSON
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(p, "pipeline outputs (default benchmarks/runs/full|fast, "
@@ -58,8 +62,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="the reference for the Tuner: the pipeline with --no-tune (the "
                         f"defaults), recorded as {UNTUNED_JSON} beside the tuned run's "
                         "RESULTS.md, which then compares with it (no baseline)")
+    p.add_argument("--candidate", metavar="NAME",
+                   help="a full run with the local_runner.py flags after -- (no baseline), "
+                        f"recorded as {CANDIDATES_DIR}/NAME.json beside the tuned run's "
+                        "RESULTS.md, whose table of candidates then shows it")
     p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.candidate is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", args.candidate):
+        p.error(f"--candidate {args.candidate!r}: use lower-case letters, digits, - and _")
+    if args.candidate and args.untuned:
+        p.error("--candidate and --untuned: choose one")
+    return args
 
 
 def load_split(data_dir: str, pattern: str, fraction) -> tuple[np.ndarray, np.ndarray]:
@@ -304,12 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "fast" if args.fast else "full"
     if args.untuned:
         args.pipeline_args = [*args.pipeline_args, "--no-tune"]
-        args.skip_baseline = True
+    reference = "untuned" if args.untuned else args.candidate  # beside the tuned run's page
+    args.skip_baseline = args.skip_baseline or bool(reference)
     tuned_output_dir = os.path.join(PROJECT_DIR, "benchmarks", "runs", mode)
     output_dir = os.path.abspath(args.output_dir or (
-        f"{tuned_output_dir}_untuned" if args.untuned else tuned_output_dir))
+        f"{tuned_output_dir}_{reference}" if reference else tuned_output_dir))
     results_dir = os.path.abspath(args.results_dir or (
-        (tuned_output_dir if args.untuned else output_dir) if args.fast
+        (tuned_output_dir if reference else output_dir) if args.fast
         else os.path.join(PROJECT_DIR, "benchmarks")))
     os.makedirs(results_dir, exist_ok=True)
 
@@ -336,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.untuned:
         write_untuned(report, results_dir)
         return 0
+    if args.candidate:
+        write_candidate(args.candidate, report, results_dir)
+        return 0
     benchmark_page.write(report, results_dir)
     print(f"Wrote {os.path.join(results_dir, benchmark_page.RESULTS_MD)}")
     return 0
@@ -344,10 +361,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 def write_untuned(untuned: dict, results_dir: str) -> None:
     """The --untuned run's figures beside the tuned run's, whose RESULTS.md is rendered again
     to compare with them when its results.json is there."""
+    from reports import benchmark_page
+
+    write_beside_page(untuned, results_dir, benchmark_page.UNTUNED_JSON)
+
+
+def write_candidate(name: str, candidate: dict, results_dir: str) -> None:
+    """A --candidate run's figures in the tuned run's candidates folder; its page is rendered
+    again to list them."""
+    from reports import benchmark_page
+
+    folder = os.path.join(results_dir, benchmark_page.CANDIDATES_DIR)
+    os.makedirs(folder, exist_ok=True)
+    write_beside_page(candidate, folder, f"{name}.json", results_dir)
+
+
+def write_beside_page(run: dict, folder: str, name: str, results_dir: str | None = None) -> None:
+    """`run` as folder/name, then the tuned run's RESULTS.md in results_dir (default `folder`)
+    rendered again with it, when that run's results.json is there."""
     from benchmarks import common
     from reports import benchmark_page
 
-    print(f"Wrote {common.write_json(untuned, results_dir, benchmark_page.UNTUNED_JSON)}")
+    results_dir = results_dir or folder
+    print(f"Wrote {common.write_json(run, folder, name)}")
     page = benchmark_page.rewrite(results_dir)
     print(f"Wrote {page}" if page else
           f"No {benchmark_page.RESULTS_JSON} in {results_dir} yet: the tuned run's page will "

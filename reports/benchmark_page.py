@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import numpy as np
 
@@ -15,6 +16,8 @@ RESULTS_MD = "RESULTS.md"
 ABLATIONS_JSON = "ablations.json"  # benchmarks/ablations.py's figures; RESULTS.md shows them too
 # run_benchmark.py --untuned: the pipeline without its Tuner, set beside the tuned run.
 UNTUNED_JSON = "results_untuned.json"
+# run_benchmark.py --candidate NAME: a full pipeline run with one change, as candidates/NAME.json.
+CANDIDATES_DIR = "candidates"
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class_f1.png"
 
@@ -44,6 +47,17 @@ def _served_vs_single_view(report: dict, measure: str) -> float | None:
     if not costs:
         return None
     return costs[contract.PIXELS_SIGNATURE][measure] / costs[SINGLE_VIEW][measure]
+
+
+def _serving_costs_provenance(model: dict) -> str:
+    """When and on what the serving costs were timed, if not in the run itself."""
+    if "serving_costs_export" in model:  # benchmarks/serving_costs.py
+        return (f" Timed {model['serving_costs_date']} on this run's trained network "
+                f"{model['serving_costs_export']}, after the run "
+                f"(`{model['serving_costs_command']}`); accuracy is the pushed model's.")
+    if "serving_costs_date" in model:
+        return f" Timed {model['serving_costs_date']} on this run's pushed model, after the run."
+    return ""
 
 
 def _tuner_share(report: dict) -> float | None:
@@ -223,8 +237,7 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
                  + ("taken in turn across the rows (so that a change in the host's load falls "
                     "on all of them alike)." if model.get("serving_costs_timing") == ROUND_ROBIN
                     else "one row after the other.")
-                 + (f" Timed {model['serving_costs_date']} on this run's pushed model, after the "
-                    f"run." if "serving_costs_date" in model else ""))
+                 + _serving_costs_provenance(model))
         doc.table(["Signature", "Input", "Latency, batch 1", "Throughput, batch 256",
                    "vs. single view"], _serving_cost_rows(model),
                   numeric=[False, False, True, True, True])
@@ -311,6 +324,57 @@ def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
              "setting (measured by benchmarks/ablations.py) may be noise.")
 
 
+# local_runner.py flags every benchmark run sets itself: not what tells candidates apart.
+_RUN_FLAGS = ("--data-dir", "--output-dir")
+
+
+def pipeline_flags(run: dict) -> str:
+    """The local_runner.py flags a run chose, beyond where its data and outputs are."""
+    words, flags = shlex.split(run.get("pipeline_command", ""))[1:], []
+    while words:
+        word = words.pop(0)
+        if word in _RUN_FLAGS and words:
+            words.pop(0)
+        elif not word.startswith(_RUN_FLAGS):
+            flags.append(word)
+    return " ".join(flags) or "(none)"
+
+
+def add_candidates(doc: Document, report: dict, untuned: dict | None,
+                   candidates: dict[str, dict]) -> None:
+    """Full pipeline runs of levers the ablations found (run_benchmark.py --candidate), beside
+    the default DAG and the defaults without the Tuner: the final word on a lever is its full
+    run, not its short-budget ablation."""
+    doc.heading(2, "Full-budget candidates (issue #17)")
+    doc.para("Each candidate is the whole pipeline on the full budget with one change "
+             "(`run_benchmark.py --candidate NAME -- FLAGS`, recorded in "
+             f"`{CANDIDATES_DIR}/NAME.json`), beside this page's run and the defaults without "
+             "the Tuner. One run each. The Trainer is compared with the defaults' only when run "
+             "on a machine of the same description and budget; *throughput* and *latency* are "
+             "`serving_pixels` over a single view of the same network (batch 256 and batch 1).")
+    runs = [("default DAG (this page)", report),
+            *([("defaults (--untuned)", untuned)] if untuned else []), *candidates.items()]
+    rows = []
+    for name, run in runs:
+        model = run["pipeline"]
+        parts = model.get("accuracy_by_origin", {})
+        trainer_vs = ("-" if untuned is None or incomparable_times(run, untuned) else
+                      _ratio(model["trainer_seconds"], untuned["pipeline"]["trainer_seconds"]))
+        throughput, latency = (
+            _served_vs_single_view(run, measure)
+            for measure in ("throughput_images_per_s_batch256", "latency_ms_batch1"))
+        rows.append([name, f"`{pipeline_flags(run)}`", f"{model['parameters']:,}",
+                     _percent(model["accuracy"]),
+                     *(_percent(parts.get(origin, {}).get("accuracy")) for origin in ORIGIN_NAMES),
+                     _percent(model["tflite"]["tflite"]["accuracy"]),
+                     _minutes(model["trainer_seconds"]), trainer_vs,
+                     "-" if throughput is None else _times(throughput),
+                     "-" if latency is None else _times(latency), run["date"]])
+    doc.table(["Run", "Pipeline flags", "Parameters", "Served", "Exact", "JPEG", "int8",
+               "Trainer", "vs. defaults", "Throughput", "Latency", "Date"], rows,
+              numeric=[False, False, *[True] * 9, False])
+
+
 def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share:.2%}"
 
@@ -376,13 +440,24 @@ def seed_spreads(variants: list[dict]) -> dict[str, tuple[int, float, float]]:
 
 
 def render(report: dict, images: dict[str, str], ablations: dict | None = None,
-           untuned: dict | None = None) -> str:
-    """RESULTS.md's text; with benchmarks/ablations.py's figures and the --untuned run's when
-    given."""
+           untuned: dict | None = None, candidates: dict[str, dict] | None = None) -> str:
+    """RESULTS.md's text; with benchmarks/ablations.py's figures, the --untuned run's and the
+    --candidate runs' when given."""
     doc = build(report, images, untuned)
+    if candidates:
+        add_candidates(doc, report, untuned, candidates)
     if ablations:
         add_ablations(doc, ablations)
     return doc.to_markdown()
+
+
+def candidates_beside(results_dir: str) -> dict[str, dict]:
+    """name -> report of each --candidate run recorded in results_dir, by name."""
+    folder = os.path.join(results_dir, CANDIDATES_DIR)
+    if not os.path.isdir(folder):
+        return {}
+    return {name.removesuffix(".json"): json_beside(folder, name)
+            for name in sorted(os.listdir(folder)) if name.endswith(".json")}
 
 
 def json_beside(results_dir: str, name: str) -> dict | None:
@@ -420,4 +495,4 @@ def write(report: dict, results_dir: str) -> None:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(results_dir, RESULTS_MD), "w") as f:
         f.write(render(report, images, json_beside(results_dir, ABLATIONS_JSON),
-                       json_beside(results_dir, UNTUNED_JSON)))
+                       json_beside(results_dir, UNTUNED_JSON), candidates_beside(results_dir)))

@@ -42,3 +42,17 @@ def test_fast_benchmark_writes_results(trained_pipeline, small_cifar10, tmp_path
         assert heading in page
     for png in ("confusion_matrix.png", "per_class_f1.png"):
         assert (results_dir / png).read_bytes().startswith(b"\x89PNG")
+
+    # The serving costs timed again on the same weights through today's export: only they change.
+    process = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "benchmarks" / "serving_costs.py"),
+         "--data-dir", str(small_cifar10), "--output-dir", str(outputs),
+         "--results", str(results_dir / "results.json")],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-4000:]
+    retimed = json.loads((results_dir / "results.json").read_text())
+    assert retimed["pipeline"]["serving_costs_export"].startswith("re-exported with")
+    assert set(retimed["pipeline"]["serving_costs"]) == set(costs)
+    assert retimed["pipeline"]["accuracy"] == model["accuracy"]
+    assert retimed["baseline"] == baseline
+    assert "trained network re-exported with" in (results_dir / "RESULTS.md").read_text()

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from benchmarks import run_benchmark
 from modules import contract
 from reports import benchmark_page
@@ -114,3 +116,31 @@ def test_a_run_without_the_reference_has_no_comparison(tmp_path):
     page = (tmp_path / benchmark_page.RESULTS_MD).read_text()
     assert "## Tuned vs. the defaults" not in page
     assert f"{TRAINER_TARGET} - | <= 1.1x | not measured |" in page
+
+
+def test_candidates_are_listed_beside_both_runs(tmp_path):
+    tuned, untuned = _runs()
+    candidate = _recorded_report()
+    candidate["date"] = "2026-01-02 00:00 UTC"
+    candidate["pipeline_command"] = ("local_runner.py --data-dir /data --output-dir=/out "
+                                     "--hyperparameters-dir /hp --epochs 18")
+    candidate["pipeline"].update(accuracy=0.8, trainer_seconds=1260.0)
+    benchmark_page.write(tuned, str(tmp_path))
+    run_benchmark.write_untuned(untuned, str(tmp_path))
+    run_benchmark.write_candidate("gelu", candidate, str(tmp_path))
+    assert (tmp_path / benchmark_page.CANDIDATES_DIR / "gelu.json").is_file()
+    page = (tmp_path / benchmark_page.RESULTS_MD).read_text()
+    section = page[page.index("## Full-budget candidates"):]
+    rows = {row.split(" | ")[0].lstrip("| "): row for row in section.splitlines()
+            if row.startswith("| ") and " | " in row}
+    assert set(rows) >= {"default DAG (this page)", "defaults (--untuned)", "gelu"}
+    assert "| `--hyperparameters-dir /hp --epochs 18` |" in rows["gelu"]
+    assert "| 80.00% |" in rows["gelu"] and "| 21.0 min | 1.05x |" in rows["gelu"]
+    assert "| 25.0 min | 1.25x |" in rows["default DAG (this page)"]
+
+
+def test_a_candidate_needs_a_plain_name(capsys):
+    for argv in (["--candidate", "../gelu"], ["--candidate", "gelu", "--untuned"]):
+        with pytest.raises(SystemExit):
+            run_benchmark.parse_args(argv)
+        assert "--candidate" in capsys.readouterr().err

@@ -65,3 +65,34 @@ def test_unknown_level_is_refused_everywhere():
 ])
 def test_export_settings_name_the_level(settings, level):
     assert export.settings_test_time_augmentation(json.loads(json.dumps(settings))) == level
+
+
+def _recording_model(batch_sizes: list):
+    """A view-dependent stand-in for the network that records the batch each call gets."""
+    def model(batch, training=False):
+        batch_sizes.append(batch.shape[0])
+        return tf.tile(tf.reduce_mean(batch[:, :2, :2, :], axis=[1, 2, 3])[:, None], [1, 10])
+    return model
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_a_batch_of_any_size_takes_one_call_per_view(count):
+    # The SavedModel's layout (batch size unknown when traced): faster on CPU than one call.
+    batch_sizes: list = []
+    model = _recording_model(batch_sizes)
+    tta = contract.TTA_FLIP_TRANSLATE
+    traced = tf.function(lambda batch: export.predict_probabilities(model, batch, tta),
+                         input_signature=[tf.TensorSpec([None, *contract.IMAGE_SHAPE])])
+    images = tf.constant(RNG.random((count, *contract.IMAGE_SHAPE)).astype("float32"))
+    got = traced(images).numpy()
+    assert batch_sizes == [None] * contract.TTA_VIEWS[tta]
+    expected = sum(weight * model(view) for view, weight in export.tta_views(images, tta))
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-6)
+
+
+def test_a_fixed_batch_goes_through_the_model_as_one_call():
+    # The TFLite converter's batch of 1: every view in one call, so int8 has one set of ranges.
+    batch_sizes: list = []
+    export.predict_probabilities(_recording_model(batch_sizes), tf.constant(IMAGES[:1]),
+                                 "flip_translate")
+    assert batch_sizes == [contract.TTA_VIEWS["flip_translate"]]
