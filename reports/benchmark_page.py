@@ -267,9 +267,13 @@ def _hyperparameter_changes(report: dict, defaults: dict | None) -> str:
         return "no Tuner in this run"
     if tuned is None or defaults is None:
         return "not recorded"
-    changed = [f"{name} {_short(tuned[name])} (default {_short(defaults.get(name))})"
-               for name in sorted(tuned) if tuned[name] != defaults.get(name)]
-    return ", ".join(changed) or "none: the search kept the defaults"
+    return ", ".join(_changes(tuned, defaults)) or "none: the search kept the defaults"
+
+
+def _changes(values: dict, defaults: dict) -> list[str]:
+    """"name value (default value)" for each value that differs from the defaults."""
+    return [f"{name} {_short(values[name])} (default {_short(defaults.get(name))})"
+            for name in sorted(values) if values[name] != defaults.get(name)]
 
 
 def _accuracy_row(label: str, tuned: float, default: float | None) -> tuple[str, ...]:
@@ -352,6 +356,8 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
              "the Tuner. One run each. The Trainer is compared with the defaults' only when run "
              "on a machine of the same description and budget; *throughput* and *latency* are "
              "`serving_pixels` over a single view of the same network (batch 256 and batch 1).")
+    defaults = {**contract.DEFAULT_HPARAMS,
+                **((untuned or {}).get("pipeline", {}).get("hyperparameters") or {})}
     runs = [("default DAG (this page)", report),
             *([("defaults (--untuned)", untuned)] if untuned else []), *candidates.items()]
     rows = []
@@ -363,16 +369,20 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
         throughput, latency = (
             _served_vs_single_view(run, measure)
             for measure in ("throughput_images_per_s_batch256", "latency_ms_batch1"))
-        rows.append([name, f"`{pipeline_flags(run)}`", f"{model['parameters']:,}",
+        trained = model.get("hyperparameters")
+        rows.append([name, f"`{pipeline_flags(run)}`",
+                     "not recorded" if trained is None else
+                     ", ".join(_changes(trained, defaults)) or "the defaults",
+                     f"{model['parameters']:,}",
                      _percent(model["accuracy"]),
                      *(_percent(parts.get(origin, {}).get("accuracy")) for origin in ORIGIN_NAMES),
                      _percent(model["tflite"]["tflite"]["accuracy"]),
                      _minutes(model["trainer_seconds"]), trainer_vs,
                      "-" if throughput is None else _times(throughput),
                      "-" if latency is None else _times(latency), run["date"]])
-    doc.table(["Run", "Pipeline flags", "Parameters", "Served", "Exact", "JPEG", "int8",
-               "Trainer", "vs. defaults", "Throughput", "Latency", "Date"], rows,
-              numeric=[False, False, *[True] * 9, False])
+    doc.table(["Run", "Pipeline flags", "Trained with", "Parameters", "Served", "Exact", "JPEG",
+               "int8", "Trainer", "vs. defaults", "Throughput", "Latency", "Date"], rows,
+              numeric=[False, False, False, *[True] * 9, False])
 
 
 def _percent(share: float | None) -> str:
