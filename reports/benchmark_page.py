@@ -217,7 +217,11 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
     doc.heading(2, "Targets")
     doc.table(["Target", "Measured", "Goal", "Met"], _target_rows(report, untuned),
               numeric=[False, True, True, False])
-    doc.para("Served figures are the pushed SavedModel's. The Trainer's time against the "
+    doc.para(("Served accuracy is the pushed SavedModel's; its serving speeds are the same "
+              "network's, exported again (Serving cost, below). "
+              if "serving_costs_export" in model else
+              "Served figures are the pushed SavedModel's. ")
+             + "The Trainer's time against the "
              "defaults' needs a run without the Tuner on the same kind of machine and budget ("
              + ("`run_benchmark.py --untuned`, below" if untuned else
                 f"`run_benchmark.py --untuned`, which writes `{UNTUNED_JSON}` beside this page")
