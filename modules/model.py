@@ -4,8 +4,9 @@ The design follows what trains CIFAR-10 fastest per FLOP (the "airbench" line of
 this project's 2-core CPU (benchmarks/RESULTS.md):
 - a frozen 2x2 *whitening stem*: filters from the eigenvectors of the training images' 2x2 patch
   covariance (and their negatives, so ReLU keeps both signs), fitted once before training;
-- three blocks of conv -> max-pool -> BatchNorm -> ReLU -> conv -> BatchNorm -> ReLU, so the wide
-  layers run at 15x15 and smaller instead of 32x32, where a CPU spends most of its time;
+- three blocks of conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU (ReLU is the
+  other choice), so the wide layers run at 15x15 and smaller instead of 32x32, where a CPU spends
+  most of its time;
 - BatchNorm without a learnt scale, identity ("dirac") initialisation of the first channels of each
   conv, a global max-pool head with scaled-down logits, Dropout before the head (Tuner knob);
 - SGD with Nesterov momentum, warm-up then cosine (or linear) decay, label smoothing, L2 on the
@@ -51,7 +52,7 @@ def _batchnorm(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM, scale=False, name=name)
 
 
-def _block(x, filters: int, name: str, activation: str = "relu"):
+def _block(x, filters: int, name: str, activation: str):
     x = _conv(filters, f"{name}_conv1")(x)
     x = keras.layers.MaxPooling2D(name=f"{name}_pool")(x)
     x = _batchnorm(f"{name}_bn1")(x)
@@ -175,7 +176,7 @@ def learning_rate_schedule(name: str, peak: float, total_steps: int
 class WhitenedNetSGD(keras.optimizers.SGD):
     """SGD (Nesterov) that adds L2 to every gradient and scales up the BatchNorm bias gradients.
 
-    BatchNorm biases set where each ReLU opens; with scale-free BatchNorm they are the only
+    BatchNorm biases set where each activation opens; with scale-free BatchNorm they are the only
     per-channel knobs and learn far too slowly at the rate that suits the conv kernels.
     """
 
