@@ -46,11 +46,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "wide_stage2": ("widths 64/160/192 instead of 64/128/192", {"stage2_width": 2.5}),
     "ema+flip+wide": ("the weight average, alternating flips and widths 64/160/192 together",
                       {"ema_momentum": 0.99, "alternating_flip": True, "stage2_width": 2.5}),
-    "gelu": ("GELU instead of ReLU in the blocks", {"activation": "gelu"}),
+    "relu": ("ReLU instead of GELU in the blocks (the default until GELU won)",
+             {"activation": "relu"}),
     "linear_decay": ("linear decay to 2% of the peak rate instead of cosine",
                      {"lr_schedule": "linear"}),
 }
 SERVED_TTA = "flip"  # the issue's serving budget: at most 2 views
+# Marks a row trained over defaults that have changed since: it measured no variant of today's.
+EARLIER_DEFAULTS = " (earlier defaults)"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -90,6 +93,35 @@ def row_key(record: dict) -> tuple[str, int]:
     """A row of the table: one variant trained with one seed (rows from before seeds were
     recorded used the pipeline's)."""
     return record["variant"], int(record.get("seed", contract.DEFAULT_SEED))
+
+
+def variant_hyperparameters(name: str) -> dict:
+    return {**contract.DEFAULT_HPARAMS, **VARIANTS[name][1]}
+
+
+def current_name(record: dict) -> str:
+    """The variant a row measured by today's definitions: the one whose hyperparameters it
+    trained with (so when a lever becomes a default, its rows become the defaults' rows). A row
+    that matches none was trained over earlier defaults and keeps its name, marked as such."""
+    trained = record.get("hyperparameters")
+    if trained is None:  # rows from before the hyperparameters were recorded
+        return record["variant"]
+    for name in VARIANTS:
+        wanted = variant_hyperparameters(name)
+        if all(trained[key] == value for key, value in wanted.items() if key in trained):
+            return name
+    return record["variant"].removesuffix(EARLIER_DEFAULTS) + EARLIER_DEFAULTS
+
+
+def kept_rows(report: dict) -> dict[tuple[str, int], dict]:
+    """The results JSON's rows under today's names; rows of retired variants that cannot be
+    placed (no hyperparameters recorded) are left out."""
+    rows = {}
+    for row in report.get("variants", []):
+        name = current_name(row)
+        if name in VARIANTS or name.endswith(EARLIER_DEFAULTS):
+            rows[row_key({**row, "variant": name})] = {**row, "variant": name}
+    return rows
 
 
 def run_inputs(run_dir: str) -> dict[str, str]:
@@ -163,7 +195,7 @@ def earlier_rows(args: argparse.Namespace) -> dict[tuple[str, int], dict]:
     budget = (args.epochs, args.batch_size, args.steps_per_epoch)
     if (report.get("epochs"), report.get("batch_size"), report.get("steps_per_epoch")) != budget:
         return {}
-    return {row_key(row): row for row in report.get("variants", []) if row["variant"] in VARIANTS}
+    return kept_rows(report)
 
 
 def run_variant(args: argparse.Namespace, name: str, seed: int, inputs: dict[str, str]) -> dict:
@@ -195,8 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.data_dir, args.results_dir)
         common.write_json(result, args.results_dir, "result.json")
         return 0
-    if args.render_only:
-        write_pages(common.read_json(args.results_dir, JSON), args.results_dir)
+    if args.render_only:  # also renames rows whose variant a change of the defaults renamed
+        report = common.read_json(args.results_dir, JSON)
+        report["variants"] = table_rows(kept_rows(report))
+        common.write_json(report, args.results_dir, JSON)
+        write_pages(report, args.results_dir)
         return 0
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
@@ -226,11 +261,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def table_rows(rows: dict[tuple[str, int], dict]) -> list[dict]:
-    """Every row, variants in VARIANTS' order and each variant's seeds in order; each row's lever
-    text is today's."""
+    """Every row, variants in VARIANTS' order (rows over earlier defaults last) and each
+    variant's seeds in order; each row's lever text is today's, or for a row over earlier
+    defaults the values it trained with that differ from today's."""
     order = list(VARIANTS)
-    return [{**rows[key], "lever": VARIANTS[key[0]][0], "seed": key[1]}
-            for key in sorted(rows, key=lambda key: (order.index(key[0]), key[1]))]
+
+    def position(key: tuple[str, int]) -> tuple:
+        name, seed = key
+        return (order.index(name), "", seed) if name in VARIANTS else (len(order), name, seed)
+
+    def described(key: tuple[str, int]) -> dict:
+        row = {**rows[key], "seed": key[1]}
+        if row["variant"] in VARIANTS:
+            return {**row, "lever": VARIANTS[row["variant"]][0]}
+        baseline = earlier_baseline(row)
+        row["baseline"] = baseline if (baseline, key[1]) in rows else "defaults"
+        return {**row, "lever": "trained with " + ", ".join(benchmark_page.changed_values(
+            row["hyperparameters"], contract.DEFAULT_HPARAMS)) + f"; against {row['baseline']}"}
+
+    return [described(key) for key in sorted(rows, key=position)]
+
+
+def earlier_baseline(row: dict) -> str:
+    """For a row over earlier defaults: the variant those earlier defaults are today (the row
+    with its own lever undone), which its lever is measured against."""
+    lever = VARIANTS.get(row["variant"].removesuffix(EARLIER_DEFAULTS), ("", {}))[1]
+    undone = {**row["hyperparameters"],
+              **{key: contract.DEFAULT_HPARAMS[key] for key in lever}}
+    return current_name({"variant": "defaults", "hyperparameters": undone})
 
 
 def write_pages(report: dict, results_dir: str) -> None:

@@ -271,10 +271,10 @@ def _hyperparameter_changes(report: dict, defaults: dict | None) -> str:
         return "no Tuner in this run"
     if tuned is None or defaults is None:
         return "not recorded"
-    return ", ".join(_changes(tuned, defaults)) or "none: the search kept the defaults"
+    return ", ".join(changed_values(tuned, defaults)) or "none: the search kept the defaults"
 
 
-def _changes(values: dict, defaults: dict) -> list[str]:
+def changed_values(values: dict, defaults: dict) -> list[str]:
     """"name value (default value)" for each value that differs from the defaults."""
     return [f"{name} {_short(values[name])} (default {_short(defaults.get(name))})"
             for name in sorted(values) if values[name] != defaults.get(name)]
@@ -376,7 +376,7 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
         trained = model.get("hyperparameters")
         rows.append([name, f"`{pipeline_flags(run)}`",
                      "not recorded" if trained is None else
-                     ", ".join(_changes(trained, defaults)) or "the defaults",
+                     ", ".join(changed_values(trained, defaults)) or "the defaults",
                      f"{model['parameters']:,}",
                      _percent(model["accuracy"]),
                      *(_percent(parts.get(origin, {}).get("accuracy")) for origin in ORIGIN_NAMES),
@@ -405,8 +405,8 @@ def add_ablations(doc: Document, ablations: dict) -> None:
     defaults trained with the same seed, on one fixed short budget; then how far apart two seeds
     of one variant land (the noise a lever must beat)."""
     variants = ablations["variants"]
-    defaults = {v.get("seed"): v for v in variants if v["variant"] == "defaults"}
-    first_defaults = next(iter(defaults.values()), None)
+    by_key = {(v["variant"], v.get("seed")): v for v in variants}
+    first_defaults = next((v for v in variants if v["variant"] == "defaults"), None)
     doc.heading(2, "Ablations on a short budget (issue #17)")
     doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} with "
              f"`{ablations['command']}`, which keeps the rows earlier runs measured for the same "
@@ -418,10 +418,11 @@ def add_ablations(doc: Document, ablations: dict) -> None:
              f"levers set and the row's seed; *2 views* is the exported SavedModel (the image and "
              f"its mirror), *1 view* the Keras model alone; *exact* and *JPEG* split the 2-view "
              f"accuracy by the image's origin in the offline copy. Time is run_fn's own (training "
-             f"and export); *vs. defaults* compares with the defaults of the same seed.")
+             f"and export); *vs. defaults* compares with the defaults of the same seed (a row "
+             f"trained over earlier defaults, with the row named after *against*).")
     rows = []
     for v in variants:
-        base = defaults.get(v.get("seed"), first_defaults)
+        base = by_key.get((v.get("baseline", "defaults"), v.get("seed")), first_defaults)
         origin = v["accuracy_2_views_by_origin"]
         rows.append([
             v["variant"], v.get("lever", "-"), str(v.get("seed", "-")), f"{v['parameters']:,}",

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmarks import ablations as ablations_script
+from modules import contract
 from reports import benchmark_page
 from reports.document import Document
 
@@ -55,19 +56,45 @@ def test_seeds_compare_with_the_same_seed_and_show_their_spread():
 
 def test_new_rows_join_the_kept_ones_in_the_variants_order(tmp_path):
     kept = {"epochs": 4, "batch_size": 256, "steps_per_epoch": None,
-            "variants": [_variant("gelu", 1.0, 0.8, seed=42), _variant("defaults", 1.0, 0.8),
+            "variants": [_variant("relu", 1.0, 0.8, seed=42), _variant("defaults", 1.0, 0.8),
                          _variant("retired", 1.0, 0.8, seed=42)]}
     (tmp_path / "ablations.json").write_text(json.dumps(kept))
     args = ablations_script.parse_args(["--results-dir", str(tmp_path), "--seeds", "7"])
     rows = ablations_script.earlier_rows(args)
-    assert set(rows) == {("gelu", 42), ("defaults", 42)}  # no seed recorded: the pipeline's
+    assert set(rows) == {("relu", 42), ("defaults", 42)}  # no seed recorded: the pipeline's
     rows["defaults", 7] = _variant("defaults", 1.0, 0.81)
     ordered = ablations_script.table_rows(rows)
     assert [(row["variant"], row["seed"]) for row in ordered] == [
-        ("defaults", 7), ("defaults", 42), ("gelu", 42)]
+        ("defaults", 7), ("defaults", 42), ("relu", 42)]
     assert ordered[0]["lever"] == ablations_script.VARIANTS["defaults"][0]
     other_budget = ablations_script.parse_args(["--results-dir", str(tmp_path), "--epochs", "2"])
     assert ablations_script.earlier_rows(other_budget) == {}
+
+
+def test_rows_follow_their_hyperparameters_when_the_defaults_change(tmp_path):
+    """A lever adopted as a default: its rows become the defaults' rows, the old defaults'
+    rows the reverse lever's, and a lever measured over the old defaults says what it trained."""
+    defaults = dict(contract.DEFAULT_HPARAMS)
+    other = "relu" if defaults["activation"] == "gelu" else "gelu"
+    old_defaults = {**defaults, "activation": other}
+    report = {"variants": [
+        _variant("defaults", 1.0, 0.80, seed=42, hyperparameters=old_defaults),
+        _variant(defaults["activation"], 1.0, 0.81, seed=42, hyperparameters=defaults),
+        _variant("ema", 1.0, 0.79, seed=42,
+                 hyperparameters={**old_defaults, "ema_momentum": 0.99})]}
+    rows = ablations_script.table_rows(ablations_script.kept_rows(report))
+    named = {row["variant"]: row for row in rows}
+    assert named["defaults"]["accuracy_2_views"] == 0.81
+    assert [row["variant"] for row in rows][-1] == "ema (earlier defaults)"
+    assert named["ema (earlier defaults)"]["lever"] == (
+        f"trained with activation {other} (default {defaults['activation']}), "
+        f"ema_momentum 0.99 (default 0); against {other}")
+    assert named["ema (earlier defaults)"]["baseline"] == other
+    if other == "relu":
+        assert named["relu"]["accuracy_2_views"] == 0.80
+    # Renamed once, a row keeps its name on the next rendering.
+    again = ablations_script.table_rows(ablations_script.kept_rows({"variants": rows}))
+    assert [row["variant"] for row in again] == [row["variant"] for row in rows]
 
 
 @pytest.mark.parametrize("seeds", ["seven", ","])
