@@ -46,22 +46,33 @@ def code_commit() -> str:
     return commit + ("+changes" if git("status", "--porcelain", "--", "modules") else "")
 
 
-def reexported_costs(output_dir: str, images) -> dict[str, dict]:
-    """serving_costs of the run's trained network, exported with today's modules.export."""
+def trained_artifacts(output_dir: str) -> tuple[str, str]:
+    """The URIs of the run's newest Model and TransformGraph, or one line saying why not."""
+    from modules import contract
+    from reports import runs
+
+    try:
+        store = runs.open_store(os.path.join(output_dir, contract.METADATA_FILE))
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: --output-dir {output_dir}: {error}") from None
+    model, graph = (runs.latest_artifact(store, kind) for kind in ("Model", "TransformGraph"))
+    if model is None or graph is None:
+        raise SystemExit(f"error: --output-dir {output_dir}: no trained Model and "
+                         f"TransformGraph in its ML Metadata; run the pipeline there first.")
+    return model.uri, graph.uri
+
+
+def reexported_costs(model_uri: str, graph_uri: str, images) -> dict[str, dict]:
+    """serving_costs of a trained network, exported with today's modules.export."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from modules import contract, export
-    from reports import runs
+    from modules import export
 
-    store = runs.open_store(os.path.join(output_dir, contract.METADATA_FILE))
-    model_uri = runs.latest_artifact(store, "Model").uri
-    transform_output = tft.TFTransformOutput(runs.latest_artifact(store, "TransformGraph").uri)
     keras_model, settings = export.load_keras_model(model_uri)
-    module = export.ServingModule(keras_model, transform_output,
-                                  export.settings_test_time_augmentation(settings))
     with tempfile.TemporaryDirectory() as scratch:
-        tf.saved_model.save(module, scratch, signatures=module.signatures())
+        export.save_serving_model(keras_model, tft.TFTransformOutput(graph_uri), scratch,
+                                  export.settings_test_time_augmentation(settings))
         signatures = tf.saved_model.load(scratch).signatures
         return run_benchmark.serving_costs(signatures, keras_model, images)
 
@@ -76,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"error: --results {args.results}: no such file")
     with open(args.results) as f:
         report = json.load(f)
+    model_uri, graph_uri = trained_artifacts(os.path.abspath(args.output_dir))
     images, _ = run_benchmark.load_split(args.data_dir, contract.TEST_PATTERN, (0.0, 1.0))
-    costs = reexported_costs(os.path.abspath(args.output_dir), images)
+    costs = reexported_costs(model_uri, graph_uri, images)
     model = report["pipeline"]
     model.update(costs[contract.PIXELS_SIGNATURE])  # the page's served speed
     model.update(serving_costs=costs, serving_costs_timing=benchmark_page.ROUND_ROBIN,

@@ -259,14 +259,20 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
     return path
 
 
+def save_serving_model(model, tf_transform_output, export_dir: str, tta: str) -> None:
+    """The SavedModel alone, with its three signatures: what the Pusher ships, and what the
+    benchmarks time when they export a trained network again."""
+    module = ServingModule(model, tf_transform_output, tta)
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+
+
 def export_serving_model(model, tf_transform_output, model_uri: str,
                          sample_images: Sequence[bytes], tta: str = contract.TTA_NONE) -> None:
     """Writes both exports of a Model artifact: the SavedModel with its three signatures and
     warmup records, and the Keras model with its export settings."""
     check_transform_matches(tf_transform_output, sample_images)
     export_dir = serving_model_dir(model_uri)
-    module = ServingModule(model, tf_transform_output, tta)
-    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    save_serving_model(model, tf_transform_output, export_dir, tta)
     write_warmup_requests(export_dir, sample_images)
     keras_dir = keras_model_dir(model_uri)
     tf.io.gfile.makedirs(keras_dir)

@@ -144,3 +144,14 @@ def test_a_candidate_needs_a_plain_name(capsys):
         with pytest.raises(SystemExit):
             run_benchmark.parse_args(argv)
         assert "--candidate" in capsys.readouterr().err
+
+
+def test_retiming_a_folder_without_a_run_is_one_line(tmp_path):
+    from benchmarks import serving_costs
+    results = tmp_path / "results.json"
+    results.write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        serving_costs.main(["--output-dir", str(tmp_path), "--results", str(results)])
+    message = str(exit_info.value)
+    assert message.startswith(f"error: --output-dir {tmp_path}: No ML Metadata database")
+    assert "\n" not in message
