@@ -95,10 +95,20 @@ def test_the_untuned_run_is_set_beside_the_tuned_one(tmp_path, capsys):
     assert "| Served test accuracy | 75.00% | 50.00% | +25.00 points |" in section
     assert "| Trainer wall time | 25.0 min | 20.0 min | 1.25x |" in section
     assert "on a machine of the same description" in section
+    assert "learning_rate 0.25 (default " in section and ": not today's defaults)" in section
     assert f"{TRAINER_TARGET} 1.25x | <= 1.1x | **no** |" in page
 
     run_benchmark.write_untuned(untuned, str(tmp_path))  # a later reference renders the page
     assert (tmp_path / benchmark_page.RESULTS_MD).read_text() == page
+
+
+def test_the_page_says_when_the_reference_trained_todays_defaults(tmp_path):
+    tuned, untuned = _runs()
+    untuned["pipeline"]["hyperparameters"] = dict(contract.DEFAULT_HPARAMS)
+    run_benchmark.write_untuned(untuned, str(tmp_path))
+    benchmark_page.write(tuned, str(tmp_path))
+    page = (tmp_path / benchmark_page.RESULTS_MD).read_text()
+    assert "(it trained exactly today's defaults)" in page
 
 
 def test_times_from_another_kind_of_machine_are_not_compared(tmp_path):
