@@ -24,6 +24,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -152,25 +153,30 @@ BATCH1_CALLS, BATCH256_CALLS = 100, 10
 
 def speeds(calls: dict[str, tuple[Callable, Sequence]]) -> dict[str, dict]:
     """Batch-1 latency and batch-256 throughput of each `call` on its list or array of 256
-    `inputs`: medians of BATCH1_CALLS and BATCH256_CALLS calls taken round-robin, one call of
-    each in turn. A change in the shared host's load then falls on all of them alike, so the
-    ratios between them hold steadier than timings taken one function after the other."""
+    `inputs` (the same images for every call): medians of BATCH1_CALLS and BATCH256_CALLS calls
+    taken round-robin, one call of each in turn. A change in the shared host's load then falls on
+    all of them alike, so the ratios between them hold steadier than timings taken one function
+    after the other. Batch-1 calls take the images in turn, so a level whose cost depends on the
+    image (flip_if_unsure) is timed on a spread of them; their mean is recorded beside the
+    median."""
     for call, inputs in calls.values():  # warm-up: tracing and first allocations
         call(inputs[:1])
         call(inputs)
 
-    def medians(rounds: int, batch: int) -> dict[str, float]:
+    def timings(rounds: int, batch: int) -> dict[str, list[float]]:
         seconds: dict[str, list[float]] = {name: [] for name in calls}
-        for _ in range(rounds):
+        for round_index in range(rounds):
             for name, (call, inputs) in calls.items():
+                first = round_index * batch % len(inputs)
                 start = time.perf_counter()
-                call(inputs[:batch])
+                call(inputs[first:first + batch])
                 seconds[name].append(time.perf_counter() - start)
-        return {name: float(np.median(values)) for name, values in seconds.items()}
+        return seconds
 
-    latency, full_batch = medians(BATCH1_CALLS, 1), medians(BATCH256_CALLS, 256)
-    return {name: {"latency_ms_batch1": latency[name] * 1000.0,
-                   "throughput_images_per_s_batch256": 256.0 / full_batch[name]}
+    latency, full_batch = timings(BATCH1_CALLS, 1), timings(BATCH256_CALLS, 256)
+    return {name: {"latency_ms_batch1": float(np.median(latency[name])) * 1000.0,
+                   "latency_ms_batch1_mean": float(np.mean(latency[name])) * 1000.0,
+                   "throughput_images_per_s_batch256": 256.0 / float(np.median(full_batch[name]))}
             for name in calls}
 
 
@@ -187,12 +193,10 @@ def serving_costs(signatures, keras_model, images: np.ndarray) -> dict[str, dict
     import tensorflow as tf
 
     from components.cifar10_example_gen import executor
-    from modules import contract, preprocessing
+    from modules import contract
     from reports.benchmark_page import SINGLE_VIEW
 
     batch = timing_batch(images)
-    forward = tf.function(lambda pixels: keras_model(preprocessing.scale_pixels(pixels),
-                                                     training=False))
     examples = [executor.to_example(0, image) for image in batch]
     image_bytes = [tf.train.Example.FromString(e).features.feature[contract.IMAGE_KEY]
                    .bytes_list.value[0] for e in examples]
@@ -204,9 +208,67 @@ def serving_costs(signatures, keras_model, images: np.ndarray) -> dict[str, dict
 
     inputs = {contract.PIXELS_SIGNATURE: batch, contract.SERVING_SIGNATURE: image_bytes,
               contract.EXAMPLES_SIGNATURE: examples}
-    return speeds({SINGLE_VIEW: (lambda pixels: forward(tf.constant(pixels)).numpy(), batch),
+    return speeds({SINGLE_VIEW: (single_view(keras_model), batch),
                    **{name: (signature(name), inputs[name])
                       for name in contract.SIGNATURE_INPUTS}})
+
+
+def single_view(keras_model) -> Callable[[np.ndarray], np.ndarray]:
+    """A plain forward pass of the network on one view of uint8 pixels: the reference the cost of
+    test-time views is measured by."""
+    import tensorflow as tf
+
+    from modules import preprocessing
+
+    forward = tf.function(lambda pixels: keras_model(preprocessing.scale_pixels(pixels),
+                                                     training=False))
+    return lambda pixels: forward(tf.constant(pixels)).numpy()
+
+
+def test_time_levels(keras_model, graph_uri: str, eval_images: np.ndarray,
+                     eval_labels: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                     exact: np.ndarray | None) -> dict[str, dict]:
+    """Every test-time level on the run's trained network, each exported anew by modules.export
+    (flip_if_unsure with its threshold set on the `eval` images, as the Trainer sets it): accuracy
+    on the test images (by origin), the share of them that took a second view, and the
+    serving_pixels speed beside a single view, timed round-robin. Same weights for every level, so
+    the levels differ by their views alone."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from modules import contract, export, preprocessing
+    from reports.benchmark_page import SINGLE_VIEW
+
+    transform_output = tft.TFTransformOutput(graph_uri)
+    eval_batches = [(preprocessing.scale_pixels(tf.constant(eval_images[i:i + 256])),
+                     eval_labels[i:i + 256]) for i in range(0, len(eval_images), 256)]
+    forward = single_view(keras_model)
+    confidence = np.concatenate([forward(images[i:i + 256]).max(axis=1)
+                                 for i in range(0, len(images), 256)])
+    levels: dict[str, dict] = {}
+    calls = {SINGLE_VIEW: (forward, timing_batch(images))}
+    with tempfile.TemporaryDirectory(prefix="levels-") as scratch:
+        for level in contract.TEST_TIME_AUGMENTATIONS:
+            views = export.calibrated_views(keras_model, level, eval_batches)
+            folder = os.path.join(scratch, level)
+            export.save_serving_model(keras_model, transform_output, folder, views)
+            signature = tf.saved_model.load(folder).signatures[contract.PIXELS_SIGNATURE]
+
+            def predict(batch, signature=signature):
+                return signature(pixels=tf.constant(batch))[contract.PROBABILITIES_OUTPUT].numpy()
+
+            predictions = predicted_classes(predict, images)
+            second_views = (float(np.mean(confidence < views.unsure_below))
+                            if views.unsure_below is not None else None)
+            levels[level] = {**views.settings(),
+                             "accuracy": float(np.mean(predictions == labels)),
+                             **accuracy_by_origin(predictions, labels, exact),
+                             "second_view_share": second_views}
+            calls[level] = (predict, timing_batch(images))
+        timed = speeds(calls)
+    for name, speed_of in timed.items():
+        levels.setdefault(name, {}).update(speed_of)
+    return levels
 
 
 def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
@@ -219,7 +281,8 @@ def run_pipeline(args, output_dir: str) -> tuple[list[str], float]:
     return command, time.perf_counter() - start
 
 
-def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
+def pipeline_measurements(output_dir: str, images, labels, exact=None,
+                          eval_split: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     import tensorflow as tf
 
     from modules import contract, export
@@ -247,13 +310,17 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None) -> dict:
                 **costs[contract.PIXELS_SIGNATURE]}  # the page's served speed, timed once
     with open(os.path.join(outcome.tflite_path, contract.TFLITE_METRICS_FILE)) as f:
         tflite = json.load(f)
+    levels = {} if eval_split is None else test_time_levels(
+        keras_model, runs.latest_artifact(store, "TransformGraph").uri, *eval_split, images,
+        labels, exact)
     return {
         **measured,
         "parameters": int(keras_model.count_params()),
         "hyperparameters": summary["hyperparameters"],  # what the Trainer trained (tuned or not)
-        "test_time_augmentation": export.settings_test_time_augmentation(settings),
+        **export.settings_serving_views(settings).settings(),
+        "test_time_levels": levels,
         "serving_costs": costs,
-        "serving_costs_timing": benchmark_page.ROUND_ROBIN,  # speeds() takes them in turn
+        "serving_costs_timing": benchmark_page.ROUND_ROBIN_IMAGES,  # as speeds() times them
         "evaluator_test_accuracy": outcome.test_accuracy,
         "pushed_version": outcome.pushed_version,
         "component_seconds": component_seconds(spans),
@@ -330,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, invocation_seconds = run_pipeline(args, output_dir)
     images, labels, exact = load_split_with_origin(args.data_dir, contract.TEST_PATTERN,
                                                    (0.0, 1.0))
+    config = configs.PipelineConfig()
+    eval_fraction = float(flag_value(command, "--eval-fraction", config.eval_fraction))
+    eval_split = load_split(args.data_dir, contract.TRAIN_PATTERN, (1.0 - eval_fraction, 1.0))
     report = {
         "mode": mode,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -338,9 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_description(),
         "test_images": int(len(images)),
         "pipeline_invocation_seconds": invocation_seconds,
-        "pipeline": pipeline_measurements(output_dir, images, labels, exact),
+        "pipeline": pipeline_measurements(output_dir, images, labels, exact, eval_split),
     }
-    config = configs.PipelineConfig()
     epochs = int(flag_value(command, "--epochs", config.epochs))
     batch_size = int(flag_value(command, "--batch-size", config.batch_size))
     report["budget"] = {"epochs": epochs, "batch_size": batch_size}

@@ -72,7 +72,7 @@ def reexported_costs(model_uri: str, graph_uri: str, images) -> dict[str, dict]:
     keras_model, settings = export.load_keras_model(model_uri)
     with tempfile.TemporaryDirectory() as scratch:
         export.save_serving_model(keras_model, tft.TFTransformOutput(graph_uri), scratch,
-                                  export.settings_test_time_augmentation(settings))
+                                  export.settings_serving_views(settings))
         signatures = tf.saved_model.load(scratch).signatures
         return run_benchmark.serving_costs(signatures, keras_model, images)
 
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     costs = reexported_costs(model_uri, graph_uri, images)
     model = report["pipeline"]
     model.update(costs[contract.PIXELS_SIGNATURE])  # the page's served speed
-    model.update(serving_costs=costs, serving_costs_timing=benchmark_page.ROUND_ROBIN,
+    model.update(serving_costs=costs, serving_costs_timing=benchmark_page.ROUND_ROBIN_IMAGES,
                  serving_costs_date=common.now_utc(),
                  serving_costs_export=f"re-exported with modules.export at {code_commit()}",
                  serving_costs_command=common.invocation("serving_costs.py", argv))

@@ -78,8 +78,10 @@ def training_options(section: str) -> Callable[[F], F]:
                help="how much worse than the latest blessed model a new one may be"),
         option("--test-time-augmentation", type=Choice(contract.TEST_TIME_AUGMENTATIONS),
                default=default("test_time_augmentation"),
-               help="views the exported model averages per image: none (1), flip (2) or "
-                    "flip_translate (6; a third of a point more, 3x the serving compute of flip)"),
+               help="views the exported model averages per image: none (1), flip (2), "
+                    "flip_translate (6; a third of a point more, 3x the serving compute of flip) "
+                    "or flip_if_unsure (the mirror only below a confidence the Trainer sets on "
+                    "eval)"),
         option("--tflite-mode", type=Choice(contract.TFLITE_MODES), default=default("tflite_mode"),
                help="TFLite quantization"),
         option("--no-tflite", is_flag=True, help="skip the TFLite converter"),

@@ -43,10 +43,13 @@ CLASS_NAME_OUTPUT = "class_names"
 
 # Test-time augmentation levels of the exported model (modules.export): the views of each image it
 # classifies and averages. none: the image; flip: and its mirror; flip_translate: and both shifted
-# one pixel down-right and up-left (6 views).
+# one pixel down-right and up-left (6 views); flip_if_unsure: the mirror only for the images whose
+# top probability on the first view is below a threshold the Trainer sets on `eval`.
 TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE = "none", "flip", "flip_translate"
-TEST_TIME_AUGMENTATIONS = (TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE)
-TTA_VIEWS = {TTA_NONE: 1, TTA_FLIP: 2, TTA_FLIP_TRANSLATE: 6}  # forward passes per image
+TTA_FLIP_IF_UNSURE = "flip_if_unsure"
+TEST_TIME_AUGMENTATIONS = (TTA_NONE, TTA_FLIP, TTA_FLIP_TRANSLATE, TTA_FLIP_IF_UNSURE)
+# Forward passes per image, at most.
+TTA_VIEWS = {TTA_NONE: 1, TTA_FLIP: 2, TTA_FLIP_TRANSLATE: 6, TTA_FLIP_IF_UNSURE: 2}
 
 # --------------------------------------------------------------------------------------------------
 # The data set on disk, as the official cifar-10-binary.tar.gz unpacks (modules.cifar10_binary reads

@@ -11,13 +11,18 @@ Each returns probabilities [N, 10], class_ids [N] and class_names [N].
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from modules import contract, preprocessing
+
+log = logging.getLogger("cifar10_tfx.export")
 
 
 # The Trainer's Model artifact holds two exports side by side:
@@ -57,20 +62,54 @@ def check_test_time_augmentation(name: str) -> str:
     return name
 
 
+@dataclasses.dataclass(frozen=True)
+class ServingViews:
+    """A test-time augmentation level as a model is exported with it: flip_if_unsure carries the
+    confidence below which an image also gets its mirror view (the Trainer sets it on `eval`)."""
+
+    level: str
+    unsure_below: float | None = None
+
+    def __post_init__(self):
+        check_test_time_augmentation(self.level)
+        gated = self.level == contract.TTA_FLIP_IF_UNSURE
+        if gated != (self.unsure_below is not None):
+            raise ValueError(f"test-time augmentation {self.level!r}: "
+                             + ("needs the confidence threshold the Trainer sets on eval"
+                                if gated else "takes no confidence threshold"))
+
+    def settings(self) -> dict:
+        """Its entries of export.json."""
+        return {"test_time_augmentation": self.level,
+                **({"unsure_below": self.unsure_below} if self.unsure_below is not None else {})}
+
+
+def serving_views(tta: str | ServingViews) -> ServingViews:
+    return tta if isinstance(tta, ServingViews) else ServingViews(tta)
+
+
+def settings_serving_views(settings: dict) -> ServingViews:
+    """The level an export.json names (models exported before the levels say flip_averaging)."""
+    if "test_time_augmentation" in settings:
+        return ServingViews(settings["test_time_augmentation"], settings.get("unsure_below"))
+    return ServingViews(contract.TTA_FLIP if settings.get("flip_averaging") else contract.TTA_NONE)
+
+
 def _mirror(images: tf.Tensor) -> tf.Tensor:
     return tf.reverse(images, axis=[2])
 
 
 def tta_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
-    """(view, weight) pairs whose weights sum to 1.
+    """(view, weight) pairs whose weights sum to 1: every view every image gets.
 
     flip_translate adds the image shifted one pixel down-right and one up-left (reflect-padded, as
     in training), each with its mirror: half the weight stays on the unshifted pair.
+    flip_if_unsure has the views of flip (only some images take the second one).
     """
     check_test_time_augmentation(tta)
     if tta == contract.TTA_NONE:
         return [(images, 1.0)]
-    if tta == contract.TTA_FLIP:
+    if tta in (contract.TTA_FLIP, contract.TTA_FLIP_IF_UNSURE):
         return [(images, 0.5), (_mirror(images), 0.5)]
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
     down_right, up_left = padded[:, :-2, :-2, :], padded[:, 2:, 2:, :]
@@ -79,7 +118,7 @@ def tta_views(images: tf.Tensor, tta: str) -> list[tuple[tf.Tensor, float]]:
             (up_left, 0.125), (_mirror(up_left), 0.125)]
 
 
-def predict_probabilities(model, images: tf.Tensor, tta: str) -> tf.Tensor:
+def predict_probabilities(model, images: tf.Tensor, tta: str | ServingViews) -> tf.Tensor:
     """The model's probabilities, averaged over the test-time views of each image.
 
     A batch of any size (the SavedModel's signatures) takes one model call per view: on the
@@ -89,22 +128,88 @@ def predict_probabilities(model, images: tf.Tensor, tta: str) -> tf.Tensor:
     converter's batch of 1) goes through the model as one batch: one set of activation ranges
     when the graph is quantized (two separate calls quantized badly: 64% top-1 agreement).
     """
-    views = tta_views(images, tta)
-    if len(views) == 1:
+    views = serving_views(tta)
+    if views.level == contract.TTA_FLIP_IF_UNSURE and images.shape[0] is None:
+        return _flip_if_unsure(model, images, views.unsure_below)
+    weighted = tta_views(images, views.level)
+    if len(weighted) == 1:
         return model(images, training=False)
     if images.shape[0] is None:
-        return tf.add_n([weight * model(view, training=False) for view, weight in views])
+        return tf.add_n([weight * model(view, training=False) for view, weight in weighted])
     count = images.shape[0]
-    probabilities = model(tf.concat([view for view, _ in views], axis=0), training=False)
+    probabilities = model(tf.concat([view for view, _ in weighted], axis=0), training=False)
+    if views.level == contract.TTA_FLIP_IF_UNSURE:  # both computed; the mirror counts if unsure
+        single = probabilities[:count]
+        averaged = 0.5 * (single + probabilities[count:])
+        return tf.where(unsure(single, views.unsure_below), averaged, single)
     return tf.add_n([weight * probabilities[i * count:(i + 1) * count]
-                     for i, (_, weight) in enumerate(views)])
+                     for i, (_, weight) in enumerate(weighted)])
+
+
+def unsure(probabilities: tf.Tensor, unsure_below: float) -> tf.Tensor:
+    """bool [N, 1]: the images whose top probability is below the threshold."""
+    return tf.reduce_max(probabilities, axis=-1, keepdims=True) < unsure_below
+
+
+def _flip_if_unsure(model, images: tf.Tensor, unsure_below: float) -> tf.Tensor:
+    """One call on every image, a second on the mirrors of the unsure ones only (none: no call;
+    the model's reflect padding refuses an empty batch)."""
+    single = model(images, training=False)
+    rows = tf.where(unsure(single, unsure_below)[:, 0])  # int64 [U, 1]
+
+    def with_mirrors() -> tf.Tensor:
+        mirrored = model(tf.gather_nd(_mirror(images), rows), training=False)
+        return tf.tensor_scatter_nd_update(
+            single, rows, 0.5 * (tf.gather_nd(single, rows) + mirrored))
+
+    return tf.cond(tf.shape(rows)[0] > 0, with_mirrors, lambda: tf.identity(single))
+
+
+def calibrate_unsure_below(single: np.ndarray, mirrored: np.ndarray, labels: np.ndarray) -> float:
+    """The confidence threshold of flip_if_unsure: the lowest at which it classifies these images
+    (the `eval` split) as well as flip does on all of them, so the fewest images take a second view.
+
+    `single` and `mirrored` are the probabilities [N, 10] of each image and of its mirror. The k
+    least confident images taking both views score right_single + gain(k); the first k that
+    reaches flip's score sets the threshold halfway between the k-th and the next confidence.
+    """
+    confidence = single.max(axis=1)
+    order = np.argsort(confidence, kind="stable")
+    right_single = (single.argmax(axis=1) == labels)[order]
+    right_both = ((single + mirrored).argmax(axis=1) == labels)[order]
+    correct = right_single.sum() + np.concatenate(
+        [[0], np.cumsum(right_both.astype(int) - right_single.astype(int))])
+    k = int(np.argmax(correct >= right_both.sum()))  # k = N always reaches it
+    ranked = confidence[order]
+    if k == 0:
+        return 0.0
+    if k == len(ranked):
+        return float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # above every probability
+    return float((ranked[k - 1] + ranked[k]) / 2.0)
+
+
+def calibrated_views(model, level: str, batches: Iterable) -> ServingViews:
+    """The level to export with; flip_if_unsure gets its threshold from (scaled images, int
+    labels) batches of the `eval` split, classified as the served model would."""
+    if level != contract.TTA_FLIP_IF_UNSURE:
+        return ServingViews(level)
+    single, mirrored, labels = [], [], []
+    for images, batch_labels in batches:
+        (first, _), (mirror, _) = tta_views(tf.convert_to_tensor(images), level)
+        single.append(np.asarray(model(first, training=False)))
+        mirrored.append(np.asarray(model(mirror, training=False)))
+        labels.append(np.asarray(batch_labels))
+    single_all, mirrored_all = np.concatenate(single), np.concatenate(mirrored)
+    threshold = calibrate_unsure_below(single_all, mirrored_all, np.concatenate(labels))
+    log.info("flip_if_unsure: the mirror view for images whose top probability is below %.4f "
+             "(%.1f%% of %d eval images)", threshold,
+             100.0 * float(np.mean(single_all.max(axis=1) < threshold)), len(single_all))
+    return ServingViews(level, threshold)
 
 
 def settings_test_time_augmentation(settings: dict) -> str:
     """The level an export.json names (models exported before the levels say flip_averaging)."""
-    if "test_time_augmentation" in settings:
-        return check_test_time_augmentation(settings["test_time_augmentation"])
-    return contract.TTA_FLIP if settings.get("flip_averaging") else contract.TTA_NONE
+    return settings_serving_views(settings).level
 
 
 def load_keras_model(model_uri: str):
@@ -127,12 +232,12 @@ class ServingModule(tf.Module):
     input; an empty batch gets empty outputs.
     """
 
-    def __init__(self, model, tf_transform_output, tta: str):
+    def __init__(self, model, tf_transform_output, tta: str | ServingViews):
         super().__init__()
         self.model = model
         # Batch jobs only need to send the image; other raw features are not model inputs.
         self._image_spec = tf_transform_output.raw_feature_spec()[contract.IMAGE_KEY]
-        self._tta = check_test_time_augmentation(tta)
+        self._views = serving_views(tta)
         self._class_names = tf.constant(contract.CLASS_NAMES)
         # Track the tf.Variables under the Keras 3 ones (as keras.export.ExportArchive does):
         # without them the SavedModel's TF1-style restore (TF Serving's C++ loader, tfx_bsl's
@@ -146,7 +251,7 @@ class ServingModule(tf.Module):
         images = preprocessing.scale_pixels(pixels)
         probabilities = tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: tf.cast(predict_probabilities(self.model, images, self._tta), tf.float32),
+            lambda: tf.cast(predict_probabilities(self.model, images, self._views), tf.float32),
             lambda: tf.zeros([0, contract.NUM_CLASSES], tf.float32))
         probabilities = tf.ensure_shape(probabilities, [None, contract.NUM_CLASSES])
         class_ids = tf.argmax(probabilities, axis=-1)
@@ -259,7 +364,8 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
     return path
 
 
-def save_serving_model(model, tf_transform_output, export_dir: str, tta: str) -> None:
+def save_serving_model(model, tf_transform_output, export_dir: str,
+                       tta: str | ServingViews) -> None:
     """The SavedModel alone, with its three signatures: what the Pusher ships, and what the
     benchmarks time when they export a trained network again."""
     module = ServingModule(model, tf_transform_output, tta)
@@ -267,7 +373,8 @@ def save_serving_model(model, tf_transform_output, export_dir: str, tta: str) ->
 
 
 def export_serving_model(model, tf_transform_output, model_uri: str,
-                         sample_images: Sequence[bytes], tta: str = contract.TTA_NONE) -> None:
+                         sample_images: Sequence[bytes],
+                         tta: str | ServingViews = contract.TTA_NONE) -> None:
     """Writes both exports of a Model artifact: the SavedModel with its three signatures and
     warmup records, and the Keras model with its export settings."""
     check_transform_matches(tf_transform_output, sample_images)
@@ -278,4 +385,4 @@ def export_serving_model(model, tf_transform_output, model_uri: str,
     tf.io.gfile.makedirs(keras_dir)
     model.save(os.path.join(keras_dir, contract.KERAS_MODEL_FILE))
     with tf.io.gfile.GFile(os.path.join(keras_dir, contract.EXPORT_SETTINGS_FILE), "w") as f:
-        json.dump({"test_time_augmentation": tta}, f)
+        json.dump(serving_views(tta).settings(), f)

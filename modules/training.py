@@ -356,10 +356,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 model, data.make_batches(train, batch_size, training=False).repeat())
         fingerprints = weights_fingerprints(model)
         log.info("Weights fingerprints (equal on every worker): %s", json.dumps(fingerprints))
+        views = export.calibrated_views(model, settings["test_time_augmentation"],
+                                        evaluation.batch(batch_size))
         export.export_serving_model(
             model, tf_transform_output, model_uri,
-            data.encoded_images(fn_args.eval_files, WARMUP_IMAGES),
-            tta=settings["test_time_augmentation"])
+            data.encoded_images(fn_args.eval_files, WARMUP_IMAGES), tta=views)
         summary = {"hyperparameters": hparams, "parameters": int(model.count_params()),
                    "train_examples": num_train, "epochs": epochs, "steps_per_epoch": steps,
                    "seed": seed, "replicas": int(strategy.num_replicas_in_sync),

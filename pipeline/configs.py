@@ -92,7 +92,8 @@ class PipelineConfig:
     gcp_project: str | None = None
     gcp_region: str | None = None
     image: str | None = None
-    # Views of each image the exported model averages: none | flip | flip_translate (contract).
+    # Views of each image the exported model averages: none | flip | flip_translate |
+    # flip_if_unsure (contract).
     # flip: 2x a plain forward pass for most of flip_translate's gain at a third of its cost.
     test_time_augmentation: str = contract.TTA_FLIP
 

@@ -26,12 +26,16 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
     contract.TTA_FLIP: " (which averages each image with its mirror image)",
     contract.TTA_FLIP_TRANSLATE: " (which averages 6 views of each image: it, shifted one pixel "
                                  "down-right and up-left, and their mirror images)",
+    contract.TTA_FLIP_IF_UNSURE: " (which averages an image with its mirror image only when its "
+                                 "top probability is below the threshold the Trainer set on eval)",
 }
 
 # The offline copy's test images by origin (run_benchmark's accuracy_by_origin keys).
 ORIGIN_NAMES = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
 SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
 ROUND_ROBIN = "round-robin"  # serving_costs_timing of runs that timed the rows in turn
+# ... and whose batch-1 calls took the images in turn (before: one image throughout).
+ROUND_ROBIN_IMAGES = "round-robin, images in turn"
 SIGNATURE_INPUT_NAMES = {  # what each timed signature is given, for the serving-cost table
     SINGLE_VIEW: "uint8 pixels, the Keras model alone, no test-time views",
     contract.PIXELS_SIGNATURE: "uint8 pixels",
@@ -144,6 +148,43 @@ def _serving_cost_rows(model: dict) -> list[list[str]]:
             for name, cost in costs.items()]
 
 
+def add_test_time_levels(doc: Document, levels: dict[str, dict]) -> None:
+    """Every test-time level on the run's network (run_benchmark.test_time_levels)."""
+    single = levels[SINGLE_VIEW]
+    doc.heading(2, "Test-time levels")
+    doc.para("This run's trained network exported again at every level of "
+             "`--test-time-augmentation`, the same weights for all: accuracy on the test images, "
+             "the share of them that took a second view, and the `serving_pixels` signature's "
+             "speed beside a plain single-view forward pass, timed in turn as above (latency: "
+             "median and mean of 100 calls of 1 image, the first 100 test images in turn). "
+             f"`{contract.TTA_FLIP_IF_UNSURE}` mirrors an image only when its top probability "
+             "on the first view is below a threshold the Trainer sets on the `eval` split: the "
+             f"lowest at which it scores there as `{contract.TTA_FLIP}` does.")
+    rows = []
+    for name, level in levels.items():
+        if name == SINGLE_VIEW:
+            continue
+        share = level.get("second_view_share")
+        origin = [_percent(level.get(key, {}).get("accuracy")) for key in ORIGIN_NAMES]
+        rows.append([
+            f"`{name}`",
+            "-" if level.get("unsure_below") is None else f"{level['unsure_below']:.3f}",
+            f"{contract.TTA_VIEWS[name] - 1:.0%}" if share is None else f"{share:.1%}",
+            _percent(level["accuracy"]), *origin,
+            f"{level['latency_ms_batch1']:.2f} / {level['latency_ms_batch1_mean']:.2f} ms",
+            _times(level["latency_ms_batch1"] / single["latency_ms_batch1"]),
+            f"{level['throughput_images_per_s_batch256']:,.0f} img/s",
+            _times(level["throughput_images_per_s_batch256"]
+                   / single["throughput_images_per_s_batch256"])])
+    rows.append([SINGLE_VIEW, "-", "-", "-", "-", "-",
+                 f"{single['latency_ms_batch1']:.2f} / {single['latency_ms_batch1_mean']:.2f} ms",
+                 "1.00x", f"{single['throughput_images_per_s_batch256']:,.0f} img/s", "1.00x"])
+    doc.table(["Level", "Threshold", "Second views", "Accuracy", "Exact", "JPEG",
+               "Latency, batch 1", "vs. single view", "Throughput, batch 256",
+               "vs. single view"], rows,
+              numeric=[False, True, True, True, True, True, True, True, True, True])
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -235,16 +276,21 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
         add_tuning_comparison(doc, report, untuned)
     if "serving_costs" in model:
         doc.heading(2, "Serving cost")
+        timing = model.get("serving_costs_timing")
         doc.para("Each signature of the pushed SavedModel on the input it takes, beside a plain "
                  "forward pass of the same network on one view: median of 100 calls of 1 image "
-                 "and of 10 calls of 256 images, in this process, "
+                 + ("(the first 100 test images in turn) " if timing == ROUND_ROBIN_IMAGES
+                    else "")
+                 + "and of 10 calls of 256 images, in this process, "
                  + ("taken in turn across the rows (so that a change in the host's load falls "
-                    "on all of them alike)." if model.get("serving_costs_timing") == ROUND_ROBIN
+                    "on all of them alike)." if timing in (ROUND_ROBIN, ROUND_ROBIN_IMAGES)
                     else "one row after the other.")
                  + _serving_costs_provenance(model))
         doc.table(["Signature", "Input", "Latency, batch 1", "Throughput, batch 256",
                    "vs. single view"], _serving_cost_rows(model),
                   numeric=[False, False, True, True, True])
+    if model.get("test_time_levels"):
+        add_test_time_levels(doc, model["test_time_levels"])
     doc.heading(2, "Per-class metrics (pipeline model, test set)")
     doc.add(tables.per_class_table(model["per_class"],
                                    report.get("baseline", {}).get("per_class")))

@@ -31,20 +31,20 @@ def check_mode(mode: str) -> str:
 class _InferenceModule(tf.Module):
     """Raw pixels (as float 0..255) -> probabilities, with the Transform's scaling folded in."""
 
-    def __init__(self, keras_model, tta: str):
+    def __init__(self, keras_model, tta: str | export.ServingViews):
         super().__init__()
         self.model = keras_model
-        self._tta = export.check_test_time_augmentation(tta)
+        self._views = export.serving_views(tta)
 
     @tf.function(input_signature=[tf.TensorSpec([1, *contract.IMAGE_SHAPE], tf.float32,
                                                 name=contract.PIXELS_INPUT)])
     def predict(self, pixels):
         images = preprocessing.scale_pixels(pixels)
         return {contract.PROBABILITIES_OUTPUT: export.predict_probabilities(
-            self.model, images, self._tta)}
+            self.model, images, self._views)}
 
 
-def inference_signature(keras_model, tta: str, workdir: str):
+def inference_signature(keras_model, tta: str | export.ServingViews, workdir: str):
     """The inference function as a signature of a reloaded SavedModel.
 
     Converting a concrete function that captures live Keras 3 variables aborts the TFLite
@@ -57,7 +57,7 @@ def inference_signature(keras_model, tta: str, workdir: str):
     return loaded.signatures["predict"], loaded
 
 
-def convert(keras_model, tta: str, mode: str,
+def convert(keras_model, tta: str | export.ServingViews, mode: str,
             representative_images: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
     """Returns the .tflite flatbuffer; int8 needs representative images (uint8 [32, 32, 3])."""
     check_mode(mode)

@@ -82,7 +82,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         keras_model, settings = export.load_keras_model(model.uri)
-        tta = export.settings_test_time_augmentation(settings)
+        tta = export.settings_serving_views(settings)
         calibration, _ = load_split_images(examples, contract.TRAIN_SPLIT,
                                            int(exec_properties[CALIBRATION_SAMPLES_KEY]))
         images, labels = load_split_images(examples, contract.TEST_SPLIT,
@@ -100,7 +100,7 @@ class Executor(base_executor.BaseExecutor):
             "mode": mode,
             "verified_images": int(len(images)),
             "calibration_images": int(len(calibration)) if mode == contract.TFLITE_INT8 else 0,
-            "test_time_augmentation": tta,
+            **tta.settings(),
             "float_savedmodel": {
                 "accuracy": float((reference.argmax(1) == labels).mean()),
                 "size_bytes": conversion.directory_size(serving_dir),

@@ -33,12 +33,19 @@ def test_fast_benchmark_writes_results(trained_pipeline, small_cifar10, tmp_path
     assert set(costs) == {"single view", *contract.SIGNATURE_INPUTS}
     assert all(cost["latency_ms_batch1"] > 0 and cost["throughput_images_per_s_batch256"] > 0
                for cost in costs.values())
-    assert model["serving_costs_timing"] == "round-robin"
+    assert model["serving_costs_timing"] == "round-robin, images in turn"
+    levels = model["test_time_levels"]  # every level on the same weights, beside a single view
+    assert set(levels) == {"single view", *contract.TEST_TIME_AUGMENTATIONS}
+    assert all(0.0 <= levels[name]["accuracy"] <= 1.0 for name in contract.TEST_TIME_AUGMENTATIONS)
+    gated = levels[contract.TTA_FLIP_IF_UNSURE]
+    assert gated["unsure_below"] >= 0.0 and 0.0 <= gated["second_view_share"] <= 1.0
+    assert all(level["latency_ms_batch1_mean"] > 0 for level in levels.values())
     assert model["hyperparameters"]["learning_rate"] > 0  # what the Trainer trained
     page = (results_dir / "RESULTS.md").read_text()
     for heading in ("## Targets", "## Pipeline model vs. baseline", "## Per-class metrics",
                     "## TFLite", "## Serving cost", "| `serving_examples` |", "| airplane |",
-                    "Baseline F1", "taken in turn across the rows"):
+                    "Baseline F1", "taken in turn across the rows", "## Test-time levels",
+                    "| `flip_if_unsure` |"):
         assert heading in page
     for png in ("confusion_matrix.png", "per_class_f1.png"):
         assert (results_dir / png).read_bytes().startswith(b"\x89PNG")

@@ -21,7 +21,8 @@ def _shift(image: np.ndarray, down: int, right: int) -> np.ndarray:
     return padded[1 - down:1 - down + height, 1 - right:1 - right + width]
 
 
-@pytest.mark.parametrize("tta, count", [("none", 1), ("flip", 2), ("flip_translate", 6)])
+@pytest.mark.parametrize("tta, count", [("none", 1), ("flip", 2), ("flip_translate", 6),
+                                        ("flip_if_unsure", 2)])
 def test_weights_sum_to_one(tta, count):
     views = export.tta_views(tf.constant(IMAGES), tta)
     assert len(views) == count == contract.TTA_VIEWS[tta]
@@ -45,7 +46,7 @@ def test_probabilities_are_the_weighted_mean_over_views():
         return tf.tile(tf.reduce_mean(batch[:, :2, :2, :], axis=[1, 2, 3])[:, None], [1, 10])
 
     images = tf.constant(IMAGES)
-    for tta in contract.TEST_TIME_AUGMENTATIONS:
+    for tta in (contract.TTA_NONE, contract.TTA_FLIP, contract.TTA_FLIP_TRANSLATE):
         expected = sum(weight * model(view) for view, weight in export.tta_views(images, tta))
         got = export.predict_probabilities(model, images, tta)
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
@@ -62,9 +63,26 @@ def test_unknown_level_is_refused_everywhere():
     ({"test_time_augmentation": "flip_translate"}, "flip_translate"),
     ({"flip_averaging": True}, "flip"),  # export.json of a model exported before the levels
     ({"flip_averaging": False}, "none"),
+    ({"test_time_augmentation": "flip_if_unsure", "unsure_below": 0.6}, "flip_if_unsure"),
 ])
 def test_export_settings_name_the_level(settings, level):
     assert export.settings_test_time_augmentation(json.loads(json.dumps(settings))) == level
+
+
+@pytest.mark.parametrize("views", [export.ServingViews("flip"),
+                                   export.ServingViews("flip_if_unsure", 0.625)])
+def test_export_settings_round_trip(views):
+    assert export.settings_serving_views(json.loads(json.dumps(views.settings()))) == views
+
+
+@pytest.mark.parametrize("level, threshold, message", [
+    ("flip_if_unsure", None, "needs the confidence threshold"),
+    ("flip", 0.5, "takes no confidence threshold"),
+    ("rotate", None, "flip_translate"),
+])
+def test_a_level_and_its_threshold_go_together(level, threshold, message):
+    with pytest.raises(ValueError, match=message):
+        export.ServingViews(level, threshold)
 
 
 def _recording_model(batch_sizes: list):
@@ -96,3 +114,95 @@ def test_a_fixed_batch_goes_through_the_model_as_one_call():
     export.predict_probabilities(_recording_model(batch_sizes), tf.constant(IMAGES[:1]),
                                  "flip_translate")
     assert batch_sizes == [contract.TTA_VIEWS["flip_translate"]]
+
+
+def _softmax_model(batch_sizes: list):
+    """Probabilities that change under the mirror: a softmax over the first row's red pixels."""
+    def model(batch, training=False):
+        batch_sizes.append(batch.shape[0])
+        return tf.nn.softmax(8.0 * batch[:, 0, :contract.NUM_CLASSES, 0], axis=-1)
+    return model
+
+
+def _expected_flip_if_unsure(model, images: np.ndarray, threshold: float) -> np.ndarray:
+    single = model(tf.constant(images)).numpy()
+    both = 0.5 * (single + model(tf.constant(images[:, :, ::-1])).numpy())
+    return np.where(single.max(axis=1, keepdims=True) < threshold, both, single)
+
+
+def _traced(model, views):
+    return tf.function(lambda batch: export.predict_probabilities(model, batch, views),
+                       input_signature=[tf.TensorSpec([None, *contract.IMAGE_SHAPE])])
+
+
+def test_flip_if_unsure_mirrors_only_the_unsure_images():
+    images = RNG.random((64, *contract.IMAGE_SHAPE)).astype("float32")
+    batch_sizes: list = []
+    model = _softmax_model(batch_sizes)
+    confidence = model(tf.constant(images)).numpy().max(axis=1)
+    threshold = float(np.median(confidence))  # half the images are unsure
+    got = _traced(model, export.ServingViews("flip_if_unsure", threshold))(
+        tf.constant(images)).numpy()
+    np.testing.assert_allclose(got, _expected_flip_if_unsure(model, images, threshold), rtol=1e-6)
+    batch_sizes.clear()
+    # Eagerly, the second call shows its batch: only the unsure images' mirrors.
+    np.testing.assert_allclose(
+        export._flip_if_unsure(model, tf.constant(images), threshold).numpy(), got, rtol=1e-6)
+    assert batch_sizes == [64, int((confidence < threshold).sum())]
+
+
+def test_flip_if_unsure_with_every_image_sure_makes_one_call():
+    images = RNG.random((5, *contract.IMAGE_SHAPE)).astype("float32")
+    batch_sizes: list = []
+    model = _softmax_model(batch_sizes)
+    got = export._flip_if_unsure(model, tf.constant(images), 0.0).numpy()
+    assert batch_sizes == [5]
+    np.testing.assert_allclose(got, model(tf.constant(images)).numpy(), rtol=1e-6)
+
+
+def test_flip_if_unsure_on_a_fixed_batch_answers_as_the_savedmodel_does():
+    # The TFLite converter's batch of a fixed size: both views in one call, same probabilities.
+    images = RNG.random((4, *contract.IMAGE_SHAPE)).astype("float32")
+    batch_sizes: list = []
+    model = _softmax_model(batch_sizes)
+    threshold = float(np.median(model(tf.constant(images)).numpy().max(axis=1)))
+    views = export.ServingViews("flip_if_unsure", threshold)
+    fixed = export.predict_probabilities(model, tf.constant(images), views).numpy()
+    assert batch_sizes[-1] == 2 * len(images)
+    np.testing.assert_allclose(fixed, _traced(model, views)(tf.constant(images)).numpy(),
+                               rtol=1e-6)
+
+
+def _probabilities(top: list[int], confidence: list[float]) -> np.ndarray:
+    """[N, 10] rows whose top class and top probability are given."""
+    rows = np.full((len(top), contract.NUM_CLASSES), 0.0)
+    for row, (label, value) in enumerate(zip(top, confidence, strict=True)):
+        rows[row] = (1.0 - value) / (contract.NUM_CLASSES - 1)
+        rows[row, label] = value
+    return rows
+
+
+def test_the_threshold_is_the_lowest_that_scores_as_flip_does():
+    # Images 1 (confidence 0.3) and 3 (0.5) are put right by their mirror, the others stay right:
+    # the four least confident take it (a threshold below 0.5 would leave image 3 wrong), so the
+    # threshold is halfway between 0.5 and 0.6.
+    labels = np.array([0, 1, 2, 3, 4])
+    single = _probabilities([0, 9, 2, 9, 4], [0.2, 0.3, 0.4, 0.5, 0.6])
+    mirrored = _probabilities([0, 1, 2, 3, 4], [0.9, 0.9, 0.9, 0.9, 0.9])
+    threshold = export.calibrate_unsure_below(single, mirrored, labels)
+    assert threshold == pytest.approx(0.55)
+
+
+def test_a_mirror_that_never_helps_is_never_taken():
+    labels = np.array([0, 1, 2])
+    single = _probabilities([0, 1, 9], [0.5, 0.6, 0.7])
+    mirrored = _probabilities([9, 9, 9], [0.9, 0.9, 0.9])
+    assert export.calibrate_unsure_below(single, mirrored, labels) == 0.0
+
+
+def test_a_mirror_needed_by_the_most_confident_image_is_taken_by_all():
+    labels = np.array([0, 1])
+    single = _probabilities([0, 9], [0.5, 0.6])
+    mirrored = _probabilities([0, 1], [0.9, 0.9])
+    threshold = export.calibrate_unsure_below(single, mirrored, labels)
+    assert threshold > 1.0 and np.float32(threshold) > np.float32(1.0)
