@@ -106,11 +106,18 @@ def current_name(record: dict) -> str:
     trained = record.get("hyperparameters")
     if trained is None:  # rows from before the hyperparameters were recorded
         return record["variant"]
+    earlier = record["variant"].removesuffix(EARLIER_DEFAULTS) + EARLIER_DEFAULTS
+    return variant_of(trained) or earlier
+
+
+def variant_of(hyperparameters: dict) -> str | None:
+    """The variant that trains these values today (None: none does)."""
     for name in VARIANTS:
         wanted = variant_hyperparameters(name)
-        if all(trained[key] == value for key, value in wanted.items() if key in trained):
+        if all(hyperparameters[key] == value for key, value in wanted.items()
+               if key in hyperparameters):
             return name
-    return record["variant"].removesuffix(EARLIER_DEFAULTS) + EARLIER_DEFAULTS
+    return None
 
 
 def kept_rows(report: dict) -> dict[tuple[str, int], dict]:
@@ -288,7 +295,7 @@ def earlier_baseline(row: dict) -> str:
     lever = VARIANTS.get(row["variant"].removesuffix(EARLIER_DEFAULTS), ("", {}))[1]
     undone = {**row["hyperparameters"],
               **{key: contract.DEFAULT_HPARAMS[key] for key in lever}}
-    return current_name({"variant": "defaults", "hyperparameters": undone})
+    return variant_of(undone) or "defaults" + EARLIER_DEFAULTS
 
 
 def write_pages(report: dict, results_dir: str) -> None:

@@ -76,8 +76,9 @@ DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     "learning_rate": 0.4,
     "weight_decay": 1.3e-3,
     "label_smoothing": 0.2,
-    # Levers measured in benchmarks/ABLATIONS.md: GELU won on the short budget and in a full run
-    # (benchmarks/RESULTS.md); the others keep the network as it was.
+    # Levers measured in benchmarks/ABLATIONS.md: GELU won on the short budget's two seeds; in
+    # full runs its gain is within the spread of one setting run twice (benchmarks/RESULTS.md).
+    # The others keep the network as it was.
     "stage2_width": 2.0,  # the middle block's width, in multiples of base_filters
     "activation": "gelu",  # or "relu"
     "ema_momentum": 0.0,  # >0: export an exponential moving average of the weights

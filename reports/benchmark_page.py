@@ -324,9 +324,15 @@ def _untuned_values(trained: dict | None) -> str:
     """Whether the reference run trained today's defaults (defaults change; runs stay)."""
     if trained is None:
         return "its values not recorded"
-    changed = changed_values(trained, contract.DEFAULT_HPARAMS)
+    changed = changes_from_defaults(trained)
     return ("it trained exactly today's defaults" if not changed else
-            f"it trained {', '.join(changed)}: not today's defaults")
+            f"it trained {changed}: not today's defaults")
+
+
+def changes_from_defaults(trained: dict) -> str:
+    """What a run trained that today's defaults do not ("" when nothing): defaults change, runs
+    stay, so an older run says what it trained instead."""
+    return ", ".join(changed_values(trained, contract.DEFAULT_HPARAMS))
 
 
 def changed_values(values: dict, defaults: dict) -> list[str]:
@@ -416,7 +422,6 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
              "the Tuner. One run each. The Trainer is compared with the defaults' only when run "
              "on a machine of the same description and budget; *throughput* and *latency* are "
              "`serving_pixels` over a single view of the same network (batch 256 and batch 1).")
-    defaults = contract.DEFAULT_HPARAMS  # today's: an older run says what it trained instead
     runs = [("default DAG (this page)", report),
             *([("defaults (--untuned)", untuned)] if untuned else []), *candidates.items()]
     rows = []
@@ -431,7 +436,7 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
         trained = model.get("hyperparameters")
         rows.append([name, f"`{pipeline_flags(run)}`",
                      "not recorded" if trained is None else
-                     ", ".join(changed_values(trained, defaults)) or "the defaults",
+                     changes_from_defaults(trained) or "the defaults",
                      f"{model['parameters']:,}",
                      _percent(model["accuracy"]),
                      *(_percent(parts.get(origin, {}).get("accuracy")) for origin in ORIGIN_NAMES),
