@@ -394,7 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else os.path.join(PROJECT_DIR, "benchmarks")))
     os.makedirs(results_dir, exist_ok=True)
 
+    speed_before = host_speed()
     command, invocation_seconds = run_pipeline(args, output_dir)
+    speed_after = host_speed()
     images, labels, exact = load_split_with_origin(args.data_dir, contract.TEST_PATTERN,
                                                    (0.0, 1.0))
     config = configs.PipelineConfig()
@@ -405,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join([sys.executable.split("/")[-1], *sys.argv]),
         "pipeline_command": shlex.join(command[1:]),
-        "machine": machine_description(),
+        "machine": {**machine_description(),
+                    benchmark_page.HOST_SPEED_KEY: [round(speed_before, 1),
+                                                    round(speed_after, 1)]},
         "test_images": int(len(images)),
         "pipeline_invocation_seconds": invocation_seconds,
         "pipeline": pipeline_measurements(output_dir, images, labels, exact, eval_split),
@@ -479,6 +483,38 @@ def machine_description() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory_gib,
             "os": platform.platform(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "gpu": bool(tf.config.list_physical_devices("GPU"))}
+
+
+# The host-speed probe: training steps of a fixed network (today's default block widths and
+# activation at the time it was written), so that its figure means the same in every run.
+SPEED_PROBE_HPARAMS = {"base_filters": 64, "stage2_width": 2.0, "activation": "gelu"}
+SPEED_PROBE_BATCH, SPEED_PROBE_STEPS = 256, 8
+
+
+def host_speed() -> float:
+    """Images per second this host trains the probe network at (median of SPEED_PROBE_STEPS
+    steps on random pixels, after two warm-up steps). Hosts of one description differ about 2x
+    in speed; this number tells them apart, and a run's Trainer time compares with another's only
+    when their hosts' numbers agree."""
+    import keras
+
+    from modules import contract
+    from modules import model as model_lib
+
+    keras.utils.set_random_seed(0)
+    model = model_lib.compile_model(model_lib.build_model(SPEED_PROBE_HPARAMS),
+                                    SPEED_PROBE_HPARAMS, 100, SPEED_PROBE_BATCH)
+    rng = np.random.default_rng(0)
+    images = rng.random((SPEED_PROBE_BATCH, *contract.IMAGE_SHAPE), dtype=np.float32)
+    labels = np.eye(contract.NUM_CLASSES, dtype=np.float32)[
+        rng.integers(0, contract.NUM_CLASSES, SPEED_PROBE_BATCH)]
+    seconds = []
+    for step in range(2 + SPEED_PROBE_STEPS):
+        start = time.perf_counter()
+        model.train_on_batch(images, labels)
+        if step >= 2:
+            seconds.append(time.perf_counter() - start)
+    return SPEED_PROBE_BATCH / float(np.median(seconds))
 
 
 def flag_value(command: list[str], name: str, default):

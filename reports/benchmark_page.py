@@ -74,11 +74,32 @@ def _tuner_share(report: dict) -> float | None:
 MACHINE_KEYS = ("cpu", "cores", "memory_gib", "gpu")  # what two runs' times need in common
 
 
+# run_benchmark.host_speed, before and after the run: hosts of one description differ ~2x.
+HOST_SPEED_KEY = "train_images_per_s"
+HOST_SPEED_TOLERANCE = 1.15  # two runs' times compare when their hosts' figures are this close
+
+
+def host_speed(machine: dict) -> float | None:
+    """The mean of a run's host-speed figures (None for runs from before they were taken)."""
+    figures = machine.get(HOST_SPEED_KEY)
+    return sum(figures) / len(figures) if figures else None
+
+
 def incomparable_times(report: dict, untuned: dict) -> str | None:
-    """Why the two runs' times do not compare (None when they do): another kind of machine,
-    another mode (fast/full) or another training budget."""
+    """Why the two runs' times do not compare (None when they do): another kind of machine, a
+    host of another speed (or one not measured, where the other was), another mode (fast/full)
+    or another training budget."""
     if any(report["machine"].get(key) != untuned["machine"].get(key) for key in MACHINE_KEYS):
         return f"on another machine ({machine_text(untuned['machine'])})"
+    speed, reference_speed = host_speed(report["machine"]), host_speed(untuned["machine"])
+    if speed is not None or reference_speed is not None:  # older runs: by description alone
+        if speed is None or reference_speed is None:
+            return ("on a host whose speed was not measured" if reference_speed is None else
+                    f"on a host that trained the probe at {reference_speed:,.0f} images/s, "
+                    "this run's host not measured")
+        if max(speed / reference_speed, reference_speed / speed) > HOST_SPEED_TOLERANCE:
+            return (f"on a host that trained the probe at {reference_speed:,.0f} images/s, "
+                    f"this one at {speed:,.0f}")
     if report.get("mode") != untuned.get("mode"):
         return f"a {untuned.get('mode')} run, this one is {report.get('mode')}"
     if report.get("budget") != untuned.get("budget"):
@@ -191,9 +212,13 @@ def _minutes(seconds: float) -> str:
 
 def machine_text(machine: dict) -> str:
     """benchmarks.run_benchmark.machine_description's dict as one phrase of a page."""
+    speed = host_speed(machine)
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
-            f"{'a GPU' if machine['gpu'] else 'no GPU'} ({machine['os']}, Python "
-            f"{machine['python']}, TensorFlow {machine['tensorflow']})")
+            f"{'a GPU' if machine['gpu'] else 'no GPU'}"
+            + ("" if speed is None else
+               f", training the host-speed probe at {speed:,.0f} images/s")
+            + f" ({machine['os']}, Python {machine['python']}, TensorFlow "
+              f"{machine['tensorflow']})")
 
 
 def _ratio(model: float, base: float) -> str:
@@ -263,7 +288,8 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
               if "serving_costs_export" in model else
               "Served figures are the pushed SavedModel's. ")
              + "The Trainer's time against the "
-             "defaults' needs a run without the Tuner on the same kind of machine and budget ("
+             "defaults' needs a run without the Tuner on the same kind of machine, as fast a "
+             "host and the same budget ("
              + ("`run_benchmark.py --untuned`, below" if untuned else
                 f"`run_benchmark.py --untuned`, which writes `{UNTUNED_JSON}` beside this page")
              + "); each ablation lever's is in the ablations, on a short budget.")
@@ -362,8 +388,10 @@ def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
              f"{untuned['date']} with `{untuned['command']}` "
              f"({_untuned_values(default_model.get('hyperparameters'))}), "
              + (f"{reason}, so its times do not compare with this run's." if reason else
-                "on a machine of the same description (CPU, cores, memory, GPU) and the same "
-                "budget."))
+                "on a machine of the same description (CPU, cores, memory, GPU)"
+                + (", a host of the same speed (the probe's figures within "
+                   f"{HOST_SPEED_TOLERANCE - 1:.0%})" if host_speed(untuned["machine"]) else "")
+                + " and the same budget."))
     seconds = tuned_model["component_seconds"]
     tuned_int8, default_int8 = (model["tflite"]["tflite"]["accuracy"]
                                 for model in (tuned_model, default_model))
@@ -420,7 +448,8 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
              "(`run_benchmark.py --candidate NAME -- FLAGS`, recorded in "
              f"`{CANDIDATES_DIR}/NAME.json`), beside this page's run and the defaults without "
              "the Tuner. One run each. The Trainer is compared with the defaults' only when run "
-             "on a machine of the same description and budget; *throughput* and *latency* are "
+             "on a machine of the same description, host speed and budget; *throughput* and "
+             "*latency* are "
              "`serving_pixels` over a single view of the same network (batch 256 and batch 1).")
     runs = [("default DAG (this page)", report),
             *([("defaults (--untuned)", untuned)] if untuned else []), *candidates.items()]

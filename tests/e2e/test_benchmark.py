@@ -29,6 +29,7 @@ def test_fast_benchmark_writes_results(trained_pipeline, small_cifar10, tmp_path
     assert model["trainer_seconds"] > 0 and model["pipeline_seconds"] >= model["trainer_seconds"]
     assert model["latency_ms_batch1"] > 0 and model["throughput_images_per_s_batch256"] > 0
     assert report["machine"]["cores"] >= 1
+    assert [figure > 0 for figure in report["machine"]["train_images_per_s"]] == [True, True]
     costs = model["serving_costs"]
     assert set(costs) == {"single view", *contract.SIGNATURE_INPUTS}
     assert all(cost["latency_ms_batch1"] > 0 and cost["throughput_images_per_s_batch256"] > 0

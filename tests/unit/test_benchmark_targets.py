@@ -165,3 +165,21 @@ def test_retiming_a_folder_without_a_run_is_one_line(tmp_path):
     message = str(exit_info.value)
     assert message.startswith(f"error: --output-dir {tmp_path}: No ML Metadata database")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("speeds, reason", [
+    ((None, None), None),  # runs from before the probe: by description alone
+    (([500.0, 520.0], [480.0, 470.0]), None),  # within the tolerance
+    (([1500.0, 1480.0], [500.0, 510.0]), "trained the probe at 505 images/s, this one at 1,490"),
+    (([500.0, 500.0], None), "whose speed was not measured"),
+    ((None, [500.0, 500.0]), "trained the probe at 500 images/s, this run's host not measured"),
+])
+def test_trainer_times_compare_only_on_hosts_of_one_speed(speeds, reason):
+    # Hosts of one description differ ~2x: the probe's figures must agree too.
+    tuned, untuned = _runs()
+    for run, figures in zip((tuned, untuned), speeds, strict=True):
+        if figures is not None:
+            run["machine"][benchmark_page.HOST_SPEED_KEY] = figures
+    found = benchmark_page.incomparable_times(tuned, untuned)
+    assert found is None if reason is None else reason in found
+
