@@ -207,11 +207,6 @@ def calibrated_views(model, level: str, batches: Iterable) -> ServingViews:
     return ServingViews(level, threshold)
 
 
-def settings_test_time_augmentation(settings: dict) -> str:
-    """The level an export.json names (models exported before the levels say flip_averaging)."""
-    return settings_serving_views(settings).level
-
-
 def load_keras_model(model_uri: str):
     """The bare Keras model and the export settings the SavedModel was made with."""
     import keras

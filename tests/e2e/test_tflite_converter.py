@@ -42,7 +42,7 @@ def trained(trained_pipeline, small_cifar10):
     saved = tf.saved_model.load(export.serving_model_dir(model_uri))
     reference = saved.signatures[contract.PIXELS_SIGNATURE](
         pixels=tf.constant(images))[contract.PROBABILITIES_OUTPUT].numpy()
-    tta = export.settings_test_time_augmentation(settings)
+    tta = export.settings_serving_views(settings)
     return keras_model, tta, calibration, images, labels, reference
 
 

@@ -66,7 +66,7 @@ def test_unknown_level_is_refused_everywhere():
     ({"test_time_augmentation": "flip_if_unsure", "unsure_below": 0.6}, "flip_if_unsure"),
 ])
 def test_export_settings_name_the_level(settings, level):
-    assert export.settings_test_time_augmentation(json.loads(json.dumps(settings))) == level
+    assert export.settings_serving_views(json.loads(json.dumps(settings))).level == level
 
 
 @pytest.mark.parametrize("views", [export.ServingViews("flip"),
