@@ -93,9 +93,9 @@ class PipelineConfig:
     gcp_region: str | None = None
     image: str | None = None
     # Views of each image the exported model averages: none | flip | flip_translate |
-    # flip_if_unsure (contract).
-    # flip: 2x a plain forward pass for most of flip_translate's gain at a third of its cost.
-    test_time_augmentation: str = contract.TTA_FLIP
+    # flip_if_unsure (contract). flip_if_unsure: flip's accuracy for ~1.1 forward passes per image
+    # on the full-data network (benchmarks/RESULTS.md, "Test-time levels").
+    test_time_augmentation: str = contract.TTA_FLIP_IF_UNSURE
 
     # Evaluator: blessing needs this test accuracy, and no regression against the last blessed.
     accuracy_threshold: float = 0.80

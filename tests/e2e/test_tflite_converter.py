@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components.tflite_converter import TFLiteConverter, conversion
-from modules import cifar10_binary, contract, export, preprocessing
+from modules import cifar10_binary, contract, export
 from pipeline import configs
 from reports import runs, tables
 
@@ -58,21 +58,6 @@ def test_each_mode_loads_and_agrees_with_the_savedmodel(trained, mode):
     interpreter = conversion.make_interpreter(tflite)
     assert list(interpreter.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
     assert list(interpreter.get_output_details()[0]["shape"]) == [1, contract.NUM_CLASSES]
-
-
-def test_int8_flip_if_unsure_answers_as_its_savedmodel_does(trained):
-    # The gated level in one fixed batch of both views (the mirror counts only where unsure),
-    # against the SavedModel's way of it (the mirrors of the unsure images only).
-    keras_model, _, calibration, images, labels, _ = trained
-    scaled = preprocessing.scale_pixels(tf.constant(images))
-    confidence = keras_model(scaled, training=False).numpy().max(axis=1)
-    views = export.ServingViews(contract.TTA_FLIP_IF_UNSURE, float(np.median(confidence)))
-    served = tf.function(lambda batch: export.predict_probabilities(keras_model, batch, views),
-                         input_signature=[tf.TensorSpec([None, *contract.IMAGE_SHAPE])])
-    reference = served(scaled).numpy()
-    tflite = conversion.convert(keras_model, views, "int8", lambda: iter(calibration))
-    metrics = conversion.verify(tflite, images, labels, reference)
-    assert metrics["agreement_with_float"] >= TOLERANCES["int8"][0], metrics
 
 
 def test_int8_takes_raw_pixels(trained):
