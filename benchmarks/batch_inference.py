@@ -243,14 +243,19 @@ def page(report: dict) -> str:
              f"Images: the {n:,} records of `test_batch.bin` as PNGs in `{report['images_dir']}`"
              + (" (the offline copy holds 5,000 of the 10,000 official test images)."
                 if n == 5000 else "."))
-    doc.para("The model was trained with a short budget (`--epochs 1`). Throughput does not "
-             "depend on the weights, only on the architecture and the test-time augmentation "
-             f"(`{tta}`: {contract.TTA_VIEWS[tta]} views of every image, in both the "
-             "batch stage and `predict`). Component times are ML Metadata's execution times "
-             "(`run_benchmark.component_wall_seconds`); `predict` times are the whole command as "
-             "a user runs it (process start, imports, model load, PNG reads, CSV write), default "
-             "`--batch-size 64`; the .tflite runs one image per invocation on 1 thread, as on a "
-             "device. Load is the 1-minute load average before → after, on 2 shared cores.")
+    views = (f"`{tta}`: one view of every image and its mirror too where the model is unsure, "
+             "in both the batch stage and `predict`; how many are unsure depends on the weights, "
+             "and a model trained this briefly is unsure of more images than a fully trained one"
+             if tta == contract.TTA_FLIP_IF_UNSURE else
+             f"`{tta}`: {contract.TTA_VIEWS[tta]} views of every image, in both the batch stage "
+             "and `predict`; throughput does not depend on the weights")
+    doc.para("The model was trained with a short budget (`--epochs 1`). Throughput depends on "
+             f"the architecture and the test-time augmentation ({views}). Component times are "
+             "ML Metadata's execution times (`run_benchmark.component_wall_seconds`); `predict` "
+             "times are the whole command as a user runs it (process start, imports, model "
+             "load, PNG reads, CSV write), default `--batch-size 64`; the .tflite runs one image "
+             "per invocation on 1 thread, as on a device. Load is the 1-minute load average "
+             "before → after, on 2 shared cores.")
     _throughput_section(doc, report)
     _agreement_section(doc, report)
     _load_section(doc, report)
