@@ -128,8 +128,8 @@ def predict_probabilities(model, images: tf.Tensor, tta: str | ServingViews) -> 
     converter's batch of 1) goes through the model as one batch: one set of activation ranges
     when the graph is quantized (two separate calls quantized badly: 64% top-1 agreement).
     There flip_if_unsure averages both views of every image, as flip does: with both in one call
-    the gate would save nothing (on the full-data network its int8 .tflite scored 90.14-90.16%
-    averaging everywhere, 90.04-90.10% gated, against the SavedModel's 90.42%).
+    the gate would save nothing (checked once by hand on a full-data network: int8 .tflite
+    90.14-90.16% averaging everywhere, 90.04-90.10% gated, the SavedModel 90.42%).
     """
     views = serving_views(tta)
     if views.level == contract.TTA_FLIP_IF_UNSURE and images.shape[0] is None:

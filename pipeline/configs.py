@@ -93,8 +93,8 @@ class PipelineConfig:
     gcp_region: str | None = None
     image: str | None = None
     # Views of each image the exported model averages: none | flip | flip_translate |
-    # flip_if_unsure (contract). flip_if_unsure: flip's accuracy for ~1.1 forward passes per image
-    # on the full-data network (benchmarks/RESULTS.md, "Test-time levels").
+    # flip_if_unsure (contract). flip_if_unsure: 1.09-1.34 forward passes per image on the
+    # full-data networks, 0 to 0.34 points under flip (benchmarks/RESULTS.md, "Test-time levels").
     test_time_augmentation: str = contract.TTA_FLIP_IF_UNSURE
 
     # Evaluator: blessing needs this test accuracy, and no regression against the last blessed.

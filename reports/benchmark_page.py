@@ -175,7 +175,8 @@ def add_test_time_levels(doc: Document, levels: dict[str, dict]) -> None:
     doc.heading(2, "Test-time levels")
     doc.para("This run's trained network exported again at every level of "
              "`--test-time-augmentation`, the same weights for all: accuracy on the test images, "
-             "the share of them that took a second view, and the `serving_pixels` signature's "
+             "the views per image (for the gated level, 1 plus the share of them that took a "
+             "second view), and the `serving_pixels` signature's "
              "speed beside a plain single-view forward pass, timed in turn as above (latency: "
              "median and mean of 100 calls of 1 image, the first 100 test images in turn). "
              f"`{contract.TTA_FLIP_IF_UNSURE}` mirrors an image only when its top probability "
@@ -190,7 +191,7 @@ def add_test_time_levels(doc: Document, levels: dict[str, dict]) -> None:
         rows.append([
             f"`{name}`",
             "-" if level.get("unsure_below") is None else f"{level['unsure_below']:.3f}",
-            f"{contract.TTA_VIEWS[name] - 1:.0%}" if share is None else f"{share:.1%}",
+            f"{contract.TTA_VIEWS[name]}" if share is None else f"{1.0 + share:.2f}",
             _percent(level["accuracy"]), *origin,
             f"{level['latency_ms_batch1']:.2f} / {level['latency_ms_batch1_mean']:.2f} ms",
             _times(level["latency_ms_batch1"] / single["latency_ms_batch1"]),
@@ -200,7 +201,7 @@ def add_test_time_levels(doc: Document, levels: dict[str, dict]) -> None:
     rows.append([SINGLE_VIEW, "-", "-", "-", "-", "-",
                  f"{single['latency_ms_batch1']:.2f} / {single['latency_ms_batch1_mean']:.2f} ms",
                  "1.00x", f"{single['throughput_images_per_s_batch256']:,.0f} img/s", "1.00x"])
-    doc.table(["Level", "Threshold", "Second views", "Accuracy", "Exact", "JPEG",
+    doc.table(["Level", "Threshold", "Views per image", "Accuracy", "Exact", "JPEG",
                "Latency, batch 1", "vs. single view", "Throughput, batch 256",
                "vs. single view"], rows,
               numeric=[False, True, True, True, True, True, True, True, True, True])
@@ -466,6 +467,7 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
         rows.append([name, f"`{pipeline_flags(run)}`",
                      "not recorded" if trained is None else
                      changes_from_defaults(trained) or "the defaults",
+                     f"`{model['test_time_augmentation']}`",
                      f"{model['parameters']:,}",
                      _percent(model["accuracy"]),
                      *(_percent(parts.get(origin, {}).get("accuracy")) for origin in ORIGIN_NAMES),
@@ -473,9 +475,9 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
                      _minutes(model["trainer_seconds"]), trainer_vs,
                      "-" if throughput is None else _times(throughput),
                      "-" if latency is None else _times(latency), run["date"]])
-    doc.table(["Run", "Pipeline flags", "Trained with", "Parameters", "Served", "Exact", "JPEG",
-               "int8", "Trainer", "vs. defaults", "Throughput", "Latency", "Date"], rows,
-              numeric=[False, False, False, *[True] * 9, False])
+    doc.table(["Run", "Pipeline flags", "Trained with", "Served level", "Parameters", "Served",
+               "Exact", "JPEG", "int8", "Trainer", "vs. defaults", "Throughput", "Latency",
+               "Date"], rows, numeric=[False, False, False, False, *[True] * 9, False])
 
 
 def _percent(share: float | None) -> str:
