@@ -76,12 +76,14 @@ def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it()
     for variable, average in zip(net.trainable_weights, averages, strict=True):
         np.testing.assert_allclose(np.asarray(variable), average, atol=1e-6)
 
-    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    # Whole-set batches: every batch has the set's mean, so the moving mean must reach it (with
+    # smaller batches it is a momentum-weighted mix of their means, off by their spread).
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
     model.recalibrate_batchnorm(net, batches)
     bn = net.get_layer("block1_bn1")
     bn_input = keras.Model(net.inputs, net.get_layer("block1_pool").output)(x, training=False)
     np.testing.assert_allclose(np.asarray(bn.moving_mean),
-                               np.asarray(bn_input).mean(axis=(0, 1, 2)), atol=0.05)
+                               np.asarray(bn_input).mean(axis=(0, 1, 2)), atol=0.01)
 
 
 def _smooth_images(count: int = 64) -> np.ndarray:
