@@ -243,8 +243,7 @@ def test_time_levels(keras_model, graph_uri: str, eval_images: np.ndarray,
     eval_batches = [(preprocessing.scale_pixels(tf.constant(eval_images[i:i + 256])),
                      eval_labels[i:i + 256]) for i in range(0, len(eval_images), 256)]
     forward = single_view(keras_model)
-    confidence = np.concatenate([forward(images[i:i + 256]).max(axis=1)
-                                 for i in range(0, len(images), 256)])
+    single = np.concatenate([forward(images[i:i + 256]) for i in range(0, len(images), 256)])
     levels: dict[str, dict] = {}
     calls = {SINGLE_VIEW: (forward, timing_batch(images))}
     with tempfile.TemporaryDirectory(prefix="levels-") as scratch:
@@ -258,7 +257,7 @@ def test_time_levels(keras_model, graph_uri: str, eval_images: np.ndarray,
                 return signature(pixels=tf.constant(batch))[contract.PROBABILITIES_OUTPUT].numpy()
 
             predictions = predicted_classes(predict, images)
-            second_views = (float(np.mean(confidence < views.unsure_below))
+            second_views = (float(np.mean(export.unsure(single, views.unsure_below)))
                             if views.unsure_below is not None else None)
             levels[level] = {**views.settings(),
                              "accuracy": float(np.mean(predictions == labels)),

@@ -159,13 +159,21 @@ def _flip_if_unsure(model, images: tf.Tensor, unsure_below: float) -> tf.Tensor:
     return tf.cond(tf.shape(rows)[0] > 0, with_mirrors, lambda: tf.identity(single))
 
 
-def calibrate_unsure_below(single: np.ndarray, mirrored: np.ndarray, labels: np.ndarray) -> float:
-    """The confidence threshold of flip_if_unsure: the lowest at which it classifies these images
-    (the `eval` split) as well as flip does on all of them, so the fewest images take a second view.
+def unsure(single: np.ndarray, unsure_below: float) -> np.ndarray:
+    """Which images flip_if_unsure gives a second view: top probability below the threshold
+    (as the exported graph decides; `single` holds the probabilities [N, 10] of one view)."""
+    return single.max(axis=1) < unsure_below
+
+
+def calibrate_unsure_below(single: np.ndarray, mirrored: np.ndarray, labels: np.ndarray,
+                           min_share: float = contract.TTA_MIN_SECOND_VIEW_SHARE) -> float:
+    """The confidence threshold of flip_if_unsure, set on these images (the `eval` split): the
+    lowest from which on it classifies them at least as well as flip does on all of them, and
+    that sends at least `min_share` of them to the second view (none if the mirror never helps).
 
     `single` and `mirrored` are the probabilities [N, 10] of each image and of its mirror. The k
-    least confident images taking both views score right_single + gain(k); the first k that
-    reaches flip's score sets the threshold halfway between the k-th and the next confidence.
+    least confident images taking both views score right_single + gain(k); the threshold lies
+    halfway between the k-th and the next confidence.
     """
     confidence = single.max(axis=1)
     order = np.argsort(confidence, kind="stable")
@@ -173,11 +181,12 @@ def calibrate_unsure_below(single: np.ndarray, mirrored: np.ndarray, labels: np.
     right_both = ((single + mirrored).argmax(axis=1) == labels)[order]
     correct = right_single.sum() + np.concatenate(
         [[0], np.cumsum(right_both.astype(int) - right_single.astype(int))])
-    k = int(np.argmax(correct >= right_both.sum()))  # k = N always reaches it
-    ranked = confidence[order]
-    if k == 0:
+    short_of_flip = np.flatnonzero(correct < right_both.sum())  # never k = N: that is flip
+    if len(short_of_flip) == 0:
         return 0.0
-    if k == len(ranked):
+    k = max(int(short_of_flip[-1]) + 1, int(np.ceil(min_share * len(confidence))))
+    ranked = confidence[order]
+    if k >= len(ranked):
         return float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # above every probability
     return float((ranked[k - 1] + ranked[k]) / 2.0)
 
@@ -197,7 +206,7 @@ def calibrated_views(model, level: str, batches: Iterable) -> ServingViews:
     threshold = calibrate_unsure_below(single_all, mirrored_all, np.concatenate(labels))
     log.info("flip_if_unsure: the mirror view for images whose top probability is below %.4f "
              "(%.1f%% of %d eval images)", threshold,
-             100.0 * float(np.mean(single_all.max(axis=1) < threshold)), len(single_all))
+             100.0 * float(np.mean(unsure(single_all, threshold))), len(single_all))
     return ServingViews(level, threshold)
 
 

@@ -181,7 +181,8 @@ def add_test_time_levels(doc: Document, levels: dict[str, dict]) -> None:
              "median and mean of 100 calls of 1 image, the first 100 test images in turn). "
              f"`{contract.TTA_FLIP_IF_UNSURE}` mirrors an image only when its top probability "
              "on the first view is below a threshold the Trainer sets on the `eval` split: the "
-             f"lowest at which it scores there as `{contract.TTA_FLIP}` does.")
+             f"lowest from which on it scores there as `{contract.TTA_FLIP}` does, with at least "
+             f"{contract.TTA_MIN_SECOND_VIEW_SHARE:.0%} of the images taking the mirror.")
     rows = []
     for name, level in levels.items():
         if name == SINGLE_VIEW:

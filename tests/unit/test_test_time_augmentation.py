@@ -181,15 +181,32 @@ def _probabilities(top: list[int], confidence: list[float]) -> np.ndarray:
     return rows
 
 
-def test_the_threshold_is_the_lowest_that_scores_as_flip_does():
-    # Images 1 (confidence 0.3) and 3 (0.5) are put right by their mirror, the others stay right:
-    # the four least confident take it (a threshold below 0.5 would leave image 3 wrong), so the
-    # threshold is halfway between 0.5 and 0.6.
+def test_the_threshold_is_the_lowest_from_which_on_it_scores_as_flip_does():
+    # Image 1 (confidence 0.3) is put right by its mirror and image 2 (0.4) put wrong, image 3
+    # (0.5) put right, the others stay right: gating the two least confident already scores as
+    # flip, gating three falls short again, gating four stays level. So the four least confident
+    # take the mirror: the threshold is halfway between 0.5 and 0.6 (no share floor here).
     labels = np.array([0, 1, 2, 3, 4])
     single = _probabilities([0, 9, 2, 9, 4], [0.2, 0.3, 0.4, 0.5, 0.6])
-    mirrored = _probabilities([0, 1, 2, 3, 4], [0.9, 0.9, 0.9, 0.9, 0.9])
-    threshold = export.calibrate_unsure_below(single, mirrored, labels)
+    mirrored = _probabilities([0, 1, 9, 3, 4], [0.9, 0.9, 0.9, 0.9, 0.9])
+    single[2, 2], single[2, 9] = 0.4, 0.35  # image 2: both views summed favour 9 only narrowly
+    mirrored[2, 9], mirrored[2, 2] = 0.9, 0.0
+    flip_correct = ((single + mirrored).argmax(axis=1) == labels).sum()
+    assert flip_correct == 4  # image 2 is lost by flip, images 1 and 3 won
+    threshold = export.calibrate_unsure_below(single, mirrored, labels, min_share=0.0)
     assert threshold == pytest.approx(0.55)
+
+
+def test_at_least_the_share_floor_takes_the_mirror_once_it_helps():
+    # Only the least confident image needs its mirror; with a 60% floor three of five take it.
+    labels = np.array([0, 1, 2, 3, 4])
+    single = _probabilities([9, 1, 2, 3, 4], [0.2, 0.3, 0.4, 0.5, 0.6])
+    mirrored = _probabilities([0, 1, 2, 3, 4], [0.9, 0.9, 0.9, 0.9, 0.9])
+    assert export.calibrate_unsure_below(single, mirrored, labels, min_share=0.0) == (
+        pytest.approx(0.25))
+    threshold = export.calibrate_unsure_below(single, mirrored, labels, min_share=0.6)
+    assert threshold == pytest.approx(0.45)
+    assert export.unsure(single, threshold).tolist() == [True, True, True, False, False]
 
 
 def test_a_mirror_that_never_helps_is_never_taken():
