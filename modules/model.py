@@ -129,8 +129,13 @@ def whitening_weights(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_whitening(model: keras.Model, images: np.ndarray) -> None:
     """Sets the frozen whitening stem from a sample of training images (float, [0, 1])."""
-    kernel, bias = whitening_weights(images)
-    model.get_layer("whitening").set_weights([kernel, bias])
+    set_whitening(model, whitening_weights(images))
+
+
+def set_whitening(model: keras.Model, weights: tuple[np.ndarray, np.ndarray]) -> None:
+    """Sets the frozen whitening stem to whitening_weights' (kernel, bias): the Tuner computes
+    them once for all its trials (a few seconds each)."""
+    model.get_layer("whitening").set_weights(list(weights))
 
 
 @keras.saving.register_keras_serializable(package="cifar10")

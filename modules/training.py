@@ -133,16 +133,19 @@ def _datasets(fn_args, batch_size: int):
     return tf_transform_output, train, evaluation, num_train
 
 
-def _whitening_sample(train: tf.data.Dataset) -> np.ndarray:
-    return next(iter(train.batch(WHITENING_IMAGES).take(1)))[0].numpy()
+def _whitening(train: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The whitening stem's weights, from the first WHITENING_IMAGES of `train`."""
+    return model_lib.whitening_weights(
+        next(iter(train.batch(WHITENING_IMAGES).take(1)))[0].numpy())
 
 
-def _new_model(hparams: dict[str, Any], whitening_images: np.ndarray, total_steps: int,
-               batch_size: int, synchronized_batchnorm: bool = False) -> keras.Model:
+def _new_model(hparams: dict[str, Any], whitening: tuple[np.ndarray, np.ndarray],
+               total_steps: int, batch_size: int,
+               synchronized_batchnorm: bool = False) -> keras.Model:
     model = model_lib.build_model(hparams)
     if synchronized_batchnorm:
         _synchronize_batchnorm(model, True)
-    model_lib.fit_whitening(model, whitening_images)
+    model_lib.set_whitening(model, whitening)
     return model_lib.compile_model(model, hparams, total_steps, batch_size)
 
 
@@ -182,12 +185,12 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     steps = _steps_per_epoch(settings, num_proxy)
     epochs = int(settings["epochs"])
     max_trials = int(settings.get("max_trials", contract.DEFAULT_TUNER_TRIALS))
-    whitening_images = _whitening_sample(train)
+    whitening = _whitening(train)
     log.info("Tuning: %d trial(s) of %d epoch(s) x %d steps on %d of %d train images",
              max_trials, epochs, steps, num_proxy, num_train)
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
-        return _new_model(search_space(hp), whitening_images, steps * epochs, batch_size)
+        return _new_model(search_space(hp), whitening, steps * epochs, batch_size)
 
     oracle = DefaultsFirstOracle(
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
@@ -335,7 +338,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     started = time.monotonic()
     try:
         with strategy.scope():
-            model = _new_model(hparams, _whitening_sample(train), steps * epochs, batch_size,
+            model = _new_model(hparams, _whitening(train), steps * epochs, batch_size,
                                synchronized_batchnorm=multi_worker)
         with strategy.scope(), keras_multi_worker_fixes(model, strategy):
             model.fit(
