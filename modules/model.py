@@ -65,8 +65,8 @@ def _block(x, filters: int, name: str, activation: str):
 def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
     """Builds (uncompiled) the classifier: float [N, 32, 32, 3] in [0, 1] -> 10 probabilities.
 
-    The whitening stem starts as a plain frozen conv; call `fit_whitening` with training images
-    before training.
+    The whitening stem starts as a plain frozen conv; set it (`set_whitening`) from training
+    images before training.
     """
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     inputs = keras.Input(shape=contract.IMAGE_SHAPE, name=contract.TRANSFORMED_IMAGE_KEY)
@@ -127,14 +127,9 @@ def whitening_weights(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def fit_whitening(model: keras.Model, images: np.ndarray) -> None:
-    """Sets the frozen whitening stem from a sample of training images (float, [0, 1])."""
-    set_whitening(model, whitening_weights(images))
-
-
 def set_whitening(model: keras.Model, weights: tuple[np.ndarray, np.ndarray]) -> None:
-    """Sets the frozen whitening stem to whitening_weights' (kernel, bias): the Tuner computes
-    them once for all its trials (a few seconds each)."""
+    """Sets the frozen whitening stem to whitening_weights' (kernel, bias), computed from a
+    sample of training images: the Tuner computes them once for all its trials."""
     model.get_layer("whitening").set_weights(list(weights))
 
 

@@ -97,7 +97,7 @@ def _smooth_images(count: int = 64) -> np.ndarray:
 def test_whitening_stem_decorrelates_patches_and_stays_frozen():
     images = _smooth_images()
     net = model.build_model()
-    model.fit_whitening(net, images)
+    model.set_whitening(net, model.whitening_weights(images))
     stem = net.get_layer("whitening")
     assert not stem.trainable
     features = np.asarray(stem(images)).reshape(-1, stem.filters)

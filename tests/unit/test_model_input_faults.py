@@ -75,7 +75,8 @@ def exported(tmp_path_factory):
                                str(root / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
     transform_output = tft.TFTransformOutput(str(root / "transform"))
     keras_model = model.build_model({"base_filters": 8})
-    model.fit_whitening(keras_model, random_pixels(64, seed=3).astype(np.float32) / 255.0)
+    model.set_whitening(keras_model, model.whitening_weights(
+        random_pixels(64, seed=3).astype(np.float32) / 255.0))
     model_uri = str(root / "model")
     export.export_serving_model(keras_model, transform_output, model_uri,
                                 [encode(p) for p in random_pixels(3, seed=4)], tta=TTA)
