@@ -207,9 +207,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     return tfx.components.TunerFnResult(
         tuner=tuner,
         fit_kwargs={
-            "x": data.training_batches(
+            "x": data.without_autotune(data.training_batches(
                 train, num_proxy, batch_size, seed=seed,
-                alternating_flip=bool(contract.DEFAULT_HPARAMS["alternating_flip"])),
+                alternating_flip=bool(contract.DEFAULT_HPARAMS["alternating_flip"]))),
             "validation_data": data.make_batches(evaluation, batch_size, training=False),
             "epochs": epochs,
             "steps_per_epoch": steps,

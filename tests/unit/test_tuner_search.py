@@ -6,7 +6,7 @@ import keras_tuner
 import numpy as np
 import tensorflow as tf
 
-from modules import contract, training
+from modules import contract, data, training
 
 
 def _tiny_hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -46,3 +46,21 @@ def test_proxy_subset_takes_a_share_of_train_but_at_least_one_batch():
     assert count == 64 and len(list(subset)) == 64
     _, count = training.proxy_subset(train.take(50), 50, 0.2, batch_size=64)
     assert count == 50  # never more than there is
+
+
+def test_the_trials_training_stream_runs_without_autotuning_over_the_same_images():
+    images = np.random.default_rng(1).random((24, *contract.IMAGE_SHAPE)).astype("float32")
+    train = tf.data.Dataset.from_tensor_slices((images, np.arange(24) % 10))
+    stream = data.training_batches(train, 24, batch_size=8, seed=5)
+    quiet = data.without_autotune(stream)
+    assert stream.options().autotune.enabled is not False
+    assert quiet.options().autotune.enabled is False
+
+    def one_pass(batches: tf.data.Dataset) -> np.ndarray:
+        """Images per class over the first 3 batches (one pass over the 24 images)."""
+        taken = list(batches.take(3))
+        assert all(x.shape == (8, *contract.IMAGE_SHAPE) for x, _ in taken)
+        return np.concatenate([y.numpy() for _, y in taken]).sum(axis=0)
+
+    np.testing.assert_array_equal(one_pass(quiet), one_pass(stream))
+    np.testing.assert_array_equal(one_pass(quiet), np.bincount(np.arange(24) % 10))
