@@ -41,6 +41,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "defaults": ("today's defaults", {}),
     "ema": ("exponential moving average of the weights (0.99 per step), BatchNorm recalibrated",
             {"ema_momentum": 0.99}),
+    "lookahead": ("lookahead: every 5,120 images the weights and BatchNorm statistics pulled "
+                  "toward a slow copy, more as training ends; the slow copy exported",
+                  {"lookahead": True}),
     "alternating_flip": ("each image mirrored in every other epoch instead of at random",
                          {"alternating_flip": True}),
     "wide_stage2": ("widths 64/160/192 instead of 64/128/192", {"stage2_width": 2.5}),
@@ -206,8 +209,11 @@ def earlier_rows(args: argparse.Namespace) -> dict[tuple[str, int], dict]:
 
 
 def run_variant(args: argparse.Namespace, name: str, seed: int, inputs: dict[str, str]) -> dict:
-    """One variant with one seed in a child process, timed with the load around it."""
+    """One variant with one seed in a child process, timed with the load and the host-speed
+    probe around it (hosts of one description differ ~2x: rows' times compare only when their
+    probes agree)."""
     record: dict = {"date": common.now_utc(), "lever": VARIANTS[name][0]}
+    speed_before = run_benchmark.host_speed()
     with tempfile.TemporaryDirectory(prefix=f"ablation-{name}-{seed}-") as work_dir, \
             common.measured(record):
         result_path = os.path.join(work_dir, "result.json")
@@ -222,6 +228,8 @@ def run_variant(args: argparse.Namespace, name: str, seed: int, inputs: dict[str
         subprocess.run(command, check=True)
         with open(result_path) as f:
             record.update(json.load(f))
+    record[benchmark_page.HOST_SPEED_KEY] = [round(speed_before, 1),
+                                             round(run_benchmark.host_speed(), 1)]
     return record
 
 

@@ -37,6 +37,11 @@ LR_SCHEDULES = ("cosine", "linear")
 WARMUP_SHARE = 0.2  # of all steps, from a fifth of the peak rate up to it
 LR_FLOOR = 0.02  # the last step's rate, as a share of the peak
 
+# Lookahead pulls the weights toward a slow copy every LOOKAHEAD_IMAGES training images: airbench's
+# 5 steps of 1,024 (20 steps at batch 256), so the average spans as much data as there.
+LOOKAHEAD_IMAGES = 5 * 1024
+LOOKAHEAD_FINAL_DECAY = 0.95 ** 5  # the slow copy's inertia at the last pull
+
 BATCHNORM_RECALIBRATION_BATCHES = 40  # 0.8**40: the old statistics weigh nothing afterwards
 
 
@@ -225,6 +230,63 @@ def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_s
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=False)  # XLA is slower than oneDNN for these convolutions on CPU (measured)
     return model
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Lookahead over the whole model state, airbench's way: every `period` steps a slow copy
+    moves toward the weights, which then restart from it, so the model ends on the slow
+    copy.
+
+    The slow copy's inertia grows with the cube of training progress (none at first, up to
+    LOOKAHEAD_FINAL_DECAY at the end), so it averages only where the learning rate has decayed.
+    BatchNorm's moving statistics are averaged with the weights, so they stay the statistics
+    of the weights that are exported (no recalibration needed).
+    """
+
+    def __init__(self, total_steps: int, period: int, final_decay: float = LOOKAHEAD_FINAL_DECAY):
+        super().__init__()
+        self.total_steps, self.period = max(1, int(total_steps)), int(period)
+        self.final_decay = float(final_decay)
+        self._step = 0
+        self._slow: list[tf.Variable] = []
+        self._pull = None
+
+    def on_train_begin(self, logs=None) -> None:
+        state = [w for w in self.model.weights if w.trainable or "moving" in w.path]
+        self._slow = [tf.Variable(keras.ops.convert_to_tensor(w), trainable=False)
+                      for w in state]
+        self._step = 0
+
+        @tf.function
+        def pull(decay: tf.Tensor) -> None:
+            for weight, slow in zip(state, self._slow, strict=True):
+                slow.assign(decay * slow + (1.0 - decay) * keras.ops.convert_to_tensor(weight))
+                weight.assign(slow)
+
+        self._pull = pull
+
+    def decay(self, step: int) -> float:
+        """The slow copy's share at a pull after `step` steps."""
+        return self.final_decay * min(1.0, step / self.total_steps) ** 3
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self._step += 1
+        if self._step % self.period == 0:
+            self._pull(tf.constant(self.decay(self._step), tf.float32))
+
+    def on_train_end(self, logs=None) -> None:
+        # Steps since the last pull count as one more period; then the model is the slow copy.
+        if self._step % self.period:
+            self._pull(tf.constant(self.decay(self._step), tf.float32))
+
+
+def weight_averaging_callbacks(hparams: Mapping[str, Any] | None, total_steps: int,
+                               batch_size: int) -> list[keras.callbacks.Callback]:
+    """The fit callbacks the `lookahead` hyperparameter asks for (none by default)."""
+    hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
+    if not bool(hp["lookahead"]):
+        return []
+    return [Lookahead(total_steps, period=max(1, round(LOOKAHEAD_IMAGES / batch_size)))]
 
 
 def recalibrate_batchnorm(model: keras.Model, batches) -> None:

@@ -85,6 +85,11 @@ def host_speed(machine: dict) -> float | None:
     return sum(figures) / len(figures) if figures else None
 
 
+def speeds_agree(speed: float, reference_speed: float) -> bool:
+    """Whether two hosts' probe figures are close enough for their wall times to compare."""
+    return max(speed / reference_speed, reference_speed / speed) <= HOST_SPEED_TOLERANCE
+
+
 def incomparable_times(report: dict, untuned: dict) -> str | None:
     """Why the two runs' times do not compare (None when they do): another kind of machine, a
     host of another speed (or one not measured, where the other was), another mode (fast/full)
@@ -97,7 +102,7 @@ def incomparable_times(report: dict, untuned: dict) -> str | None:
             return ("on a host whose speed was not measured" if reference_speed is None else
                     f"on a host that trained the probe at {reference_speed:,.0f} images/s, "
                     "this run's host not measured")
-        if max(speed / reference_speed, reference_speed / speed) > HOST_SPEED_TOLERANCE:
+        if not speeds_agree(speed, reference_speed):
             return (f"on a host that trained the probe at {reference_speed:,.0f} images/s, "
                     f"this one at {speed:,.0f}")
     if report.get("mode") != untuned.get("mode"):
@@ -512,22 +517,37 @@ def add_ablations(doc: Document, ablations: dict) -> None:
              f"accuracy by the image's origin in the offline copy. Time is run_fn's own (training "
              f"and export); *vs. defaults* compares with the defaults of the same seed (a row "
              f"trained over earlier defaults, with the row named after *against*).")
-    rows = []
+    rows, other_hosts = [], False
     for v in variants:
         base = by_key.get((v.get("baseline", "defaults"), v.get("seed")), first_defaults)
         origin = v["accuracy_2_views_by_origin"]
+        speed = host_speed(v)
+        time_ratio = "-"
+        if base:
+            base_speed = host_speed(base)
+            same_speed = speed is not None and base_speed is not None and speeds_agree(
+                speed, base_speed)
+            other_hosts = other_hosts or not same_speed
+            time_ratio = (f"{v['train_seconds'] / base['train_seconds']:.2f}x"
+                          + ("" if same_speed else " *"))
         rows.append([
             v["variant"], v.get("lever", "-"), str(v.get("seed", "-")), f"{v['parameters']:,}",
-            f"{v['train_seconds'] / 60:.1f} min",
-            f"{v['train_seconds'] / base['train_seconds']:.2f}x" if base else "-",
+            f"{v['train_seconds'] / 60:.1f} min", time_ratio,
             f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
             (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
              if base else "-"),
             *(_percent(origin.get(part, {}).get("accuracy")) for part in ("exact", "jpeg_decoded")),
-            load_text(v)])
+            f"{speed:,.0f}" if speed is not None else "-", load_text(v)])
     doc.table(["Variant", "Lever", "Seed", "Parameters", "Time", "vs. defaults", "1 view",
-               "2 views", "2 views vs. defaults", "Exact", "JPEG", "1-min load"], rows,
-              numeric=[False, False, True, True, True, True, True, True, True, True, True, False])
+               "2 views", "2 views vs. defaults", "Exact", "JPEG", "Host speed", "1-min load"],
+              rows, numeric=[False, False, True, True, True, True, True, True, True, True, True,
+                             True, False])
+    doc.para("*Host speed*: images/s at which the host trained the host-speed probe "
+             "(`benchmarks/run_benchmark.py`'s, before and after the row's training, averaged); "
+             "hosts of one description differ about 2x." + (
+                 f" A time ratio marked * compares rows whose hosts were not both probed or whose "
+                 f"probes differ by more than {HOST_SPEED_TOLERANCE - 1:.0%}: it mixes the host's "
+                 f"speed with the lever's." if other_hosts else ""))
     spreads = seed_spreads(variants)
     if spreads:
         doc.para("Seed to seed, same variant (the noise a lever's gain must beat): " + "; ".join(

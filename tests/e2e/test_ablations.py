@@ -35,6 +35,7 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
     assert levers["hyperparameters"]["alternating_flip"] is True
     assert levers["parameters"] == 986_232  # 64/160/192 (the defaults' 64/128/192: 829,368)
     assert levers["test_images"] == 300 and levers["train_seconds"] > 0
+    assert all(speed > 0 for speed in levers["train_images_per_s"])  # the host, before and after
     assert 0.0 <= levers["accuracy_1_view"] <= 1.0 and 0.0 <= levers["accuracy_2_views"] <= 1.0
     assert "| ema+flip+wide |" in (tmp_path / "ABLATIONS.md").read_text()
 
@@ -52,5 +53,5 @@ def test_an_unknown_variant_is_one_line(tmp_path):
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
     assert process.returncode == 1
     assert process.stderr.strip().splitlines() == [
-        "error: --variants: unknown bigger; choose from defaults, ema, alternating_flip, "
-        "wide_stage2, ema+flip+wide, relu, linear_decay."]
+        "error: --variants: unknown bigger; choose from defaults, ema, lookahead, "
+        "alternating_flip, wide_stage2, ema+flip+wide, relu, linear_decay."]

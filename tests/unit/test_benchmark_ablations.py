@@ -32,22 +32,36 @@ def _page(variants: list[dict]) -> str:
     return doc.to_markdown()
 
 
+SPEED = {benchmark_page.HOST_SPEED_KEY: [300.0, 310.0]}
+
+
 def test_each_variant_reads_against_the_defaults():
-    page = _page([_variant("defaults", 600.0, 0.80, seed=42),
+    page = _page([_variant("defaults", 600.0, 0.80, seed=42, **SPEED),
                   _variant("ema", 660.0, 0.805, seed=42, load_before=[1.0, 1, 1],
-                           load_after=[2.0, 2, 2])])
+                           load_after=[2.0, 2, 2], **SPEED)])
     assert "## Ablations on a short budget (issue #17)" in page
     assert "4 epochs at batch 256" in page and "5,000 images" in page
     assert ("| ema | lever ema | 42 | 829,368 | 11.0 min | 1.10x | 80.00% | 80.50% | +0.50 pts | "
-            "90.00% | 70.00% | 1.00 → 2.00 |") in page
+            "90.00% | 70.00% | 305 | 1.00 → 2.00 |") in page
     assert "| defaults | lever defaults | 42 | 829,368 | 10.0 min | 1.00x |" in page
     assert "One seed per variant" in page
+    assert "marked *" not in page  # both rows on hosts of one speed
+
+
+def test_a_time_ratio_across_hosts_of_other_speeds_is_marked():
+    page = _page([_variant("defaults", 600.0, 0.80, seed=42, **SPEED),
+                  _variant("relu", 480.0, 0.79, seed=42,
+                           **{benchmark_page.HOST_SPEED_KEY: [400.0, 420.0]}),
+                  _variant("ema", 660.0, 0.805, seed=42)])  # from before rows were probed
+    assert "| relu | lever relu | 42 | 829,368 | 8.0 min | 0.80x * |" in page
+    assert "| ema | lever ema | 42 | 829,368 | 11.0 min | 1.10x * |" in page
+    assert "| 410 | - |" in page and "A time ratio marked * compares rows" in page
 
 
 def test_seeds_compare_with_the_same_seed_and_show_their_spread():
-    page = _page([_variant("defaults", 600.0, 0.80, seed=42),
-                  _variant("defaults", 600.0, 0.81, seed=7),
-                  _variant("ema", 600.0, 0.812, seed=7)])
+    page = _page([_variant("defaults", 600.0, 0.80, seed=42, **SPEED),
+                  _variant("defaults", 600.0, 0.81, seed=7, **SPEED),
+                  _variant("ema", 600.0, 0.812, seed=7, **SPEED)])
     assert "| ema | lever ema | 7 | 829,368 | 10.0 min | 1.00x | 80.00% | 81.20% | +0.20 pts |" \
         in page  # against the defaults of seed 7, not of seed 42
     assert "defaults 80.00% to 81.00% with 2 seeds (1.00 pts apart, 2 views)" in page

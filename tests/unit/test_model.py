@@ -86,6 +86,49 @@ def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it()
                                np.asarray(bn_input).mean(axis=(0, 1, 2)), atol=0.01)
 
 
+def _state(net: keras.Model) -> list[np.ndarray]:
+    """Weights and BatchNorm moving statistics: what lookahead averages."""
+    return [np.asarray(w) for w in net.weights if w.trainable or "moving" in w.path]
+
+
+def _fit_with_lookahead(lookahead: model.Lookahead) -> tuple[list, list]:
+    """The model state before and after 12 steps of batch 8 with `lookahead`."""
+    hparams = {"base_filters": 8}
+    net = model.compile_model(model.build_model(hparams), hparams, total_steps=12, batch_size=8)
+    rng = np.random.default_rng(5)
+    x = rng.random((96, *contract.IMAGE_SHAPE)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(96) % 10, contract.NUM_CLASSES)
+    before = _state(net)
+    net.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[lookahead])
+    return before, _state(net)
+
+
+def test_lookahead_inertia_grows_with_the_cube_of_progress():
+    lookahead = model.Lookahead(total_steps=100, period=5)
+    assert lookahead.decay(0) == 0.0
+    assert lookahead.decay(50) == pytest.approx(model.LOOKAHEAD_FINAL_DECAY / 8)
+    assert lookahead.decay(100) == lookahead.decay(130) == pytest.approx(0.95 ** 5)
+    assert model.weight_averaging_callbacks({}, 100, 256) == []  # off by default
+    [callback] = model.weight_averaging_callbacks({"lookahead": True}, 100, 256)
+    assert (callback.total_steps, callback.period) == (100, 20)  # every 5,120 images
+    [callback] = model.weight_averaging_callbacks({"lookahead": True}, 100, 1024)
+    assert callback.period == 5
+
+
+def test_lookahead_ends_on_the_slow_copy_batchnorm_statistics_included():
+    # Full inertia at every pull: the slow copy never moves, so the model ends where it started,
+    # its BatchNorm moving statistics too, however far the 12 steps took it.
+    before, after = _fit_with_lookahead(model.Lookahead(total_steps=1, period=5, final_decay=1.0))
+    for start, end in zip(before, after, strict=True):
+        np.testing.assert_allclose(end, start, atol=1e-6)
+    # No inertia: each pull hands the trained state on, so the model ends where training did.
+    lookahead = model.Lookahead(total_steps=12, period=5, final_decay=0.0)
+    before, after = _fit_with_lookahead(lookahead)
+    assert any(not np.allclose(start, end) for start, end in zip(before, after, strict=True))
+    for slow, end in zip(lookahead._slow, after, strict=True):  # noqa: SLF001
+        np.testing.assert_allclose(np.asarray(slow), end, atol=1e-6)
+
+
 def _smooth_images(count: int = 64) -> np.ndarray:
     """Correlated, image-like pixels (neighbours alike), so whitening has something to undo."""
     rng = np.random.default_rng(0)
