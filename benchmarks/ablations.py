@@ -44,6 +44,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lookahead": ("lookahead: every 5,120 images the weights and BatchNorm statistics pulled "
                   "toward a slow copy, more as training ends; the slow copy exported",
                   {"lookahead": True}),
+    "whitening_bias": ("the whitening stem's bias trained in the first 30% of the steps "
+                       "(airbench: 3 of ~10 epochs)", {"whitening_bias_share": 0.3}),
     "alternating_flip": ("each image mirrored in every other epoch instead of at random",
                          {"alternating_flip": True}),
     "wide_stage2": ("widths 64/160/192 instead of 64/128/192", {"stage2_width": 2.5}),

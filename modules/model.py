@@ -78,7 +78,9 @@ def build_model(hparams: Mapping[str, Any] | None = None) -> keras.Model:
     whitening = keras.layers.Conv2D(
         2 * WHITENING_PATCH ** 2 * contract.IMAGE_CHANNELS, WHITENING_PATCH, padding="valid",
         name="whitening")
-    whitening.trainable = False
+    # The stem's filters stay the fitted ones; with `whitening_bias_share` its bias trains in the
+    # first steps (WhitenedNetSGD leaves the kernel and, after those steps, the bias alone).
+    whitening.trainable = float(hp["whitening_bias_share"]) > 0.0
     x = whitening(inputs)
     x = keras.layers.Activation("relu", name="whitening_relu")(x)
     activation = str(hp["activation"])
@@ -186,10 +188,11 @@ class WhitenedNetSGD(keras.optimizers.SGD):
     """
 
     def __init__(self, l2: float = 0.0, bias_gradient_scale: float = BIAS_GRADIENT_SCALE,
-                 **kwargs):
+                 whitening_bias_steps: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.l2 = float(l2)
         self.bias_gradient_scale = float(bias_gradient_scale)
+        self.whitening_bias_steps = int(whitening_bias_steps)
 
     def apply(self, grads, trainable_variables=None):
         variables = (self._trainable_variables if trainable_variables is None
@@ -200,19 +203,29 @@ class WhitenedNetSGD(keras.optimizers.SGD):
                 if variable.path.endswith("beta"):
                     grad = grad * self.bias_gradient_scale
                 grad = grad + self.l2 * variable.value
+                if variable.path.startswith("whitening/"):  # trainable only for its bias
+                    grad = grad * self._whitening_gradient_gate(variable)
             adjusted.append(grad)
         return super().apply(adjusted, trainable_variables)
 
+    def _whitening_gradient_gate(self, variable) -> tf.Tensor:
+        """0 for the stem's fitted filters; 1 for its bias in the first whitening_bias_steps."""
+        if not variable.path.endswith("bias"):
+            return tf.constant(0.0, variable.dtype)
+        return tf.cast(self.iterations < self.whitening_bias_steps, variable.dtype)
+
     def get_config(self) -> dict:
         return {**super().get_config(), "l2": self.l2,
-                "bias_gradient_scale": self.bias_gradient_scale}
+                "bias_gradient_scale": self.bias_gradient_scale,
+                "whitening_bias_steps": self.whitening_bias_steps}
 
 
 def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_steps: int,
                   batch_size: int = REFERENCE_BATCH_SIZE) -> keras.Model:
     """SGD with Nesterov momentum: 20% linear warm-up, then cosine or linear decay
     (`lr_schedule`); label smoothing; L2; optionally an exponential moving average of the weights
-    (`ema_momentum`)."""
+    (`ema_momentum`) and the whitening stem's bias trained in the first steps
+    (`whitening_bias_share`)."""
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     peak = float(hp["learning_rate"]) * batch_size / REFERENCE_BATCH_SIZE
     schedule = learning_rate_schedule(str(hp["lr_schedule"]), peak, total_steps)
@@ -221,9 +234,13 @@ def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_s
         raise ValueError(f"ema_momentum must be in [0, 1), not {ema_momentum}.")
     # With an average, Keras' fit ends by writing the averaged weights into the model; their
     # BatchNorm statistics then need `recalibrate_batchnorm`.
+    whitening_bias_share = float(hp["whitening_bias_share"])
+    if not 0.0 <= whitening_bias_share <= 1.0:
+        raise ValueError(f"whitening_bias_share must be in [0, 1], not {whitening_bias_share}.")
     optimizer = WhitenedNetSGD(learning_rate=schedule, momentum=0.85, nesterov=True,
                                l2=float(hp["weight_decay"]), use_ema=ema_momentum > 0.0,
-                               ema_momentum=ema_momentum or 0.99)
+                               ema_momentum=ema_momentum or 0.99,
+                               whitening_bias_steps=round(whitening_bias_share * total_steps))
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(hp["label_smoothing"])),

@@ -86,6 +86,24 @@ def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it()
                                np.asarray(bn_input).mean(axis=(0, 1, 2)), atol=0.01)
 
 
+def test_whitening_bias_trains_in_its_first_steps_only_and_the_filters_never():
+    assert not model.build_model().get_layer("whitening").trainable  # off by default
+    stem = model.build_model({"base_filters": 8, "whitening_bias_share": 0.5}).get_layer(
+        "whitening")
+    optimizer = model.WhitenedNetSGD(learning_rate=0.1, momentum=0.0, l2=0.01,
+                                     whitening_bias_steps=2)
+    changed = []
+    for _ in range(3):
+        kernel, bias = (np.asarray(w) for w in stem.weights)
+        optimizer.apply([tf.ones_like(w) for w in stem.trainable_weights], stem.trainable_weights)
+        changed.append((not np.array_equal(kernel, np.asarray(stem.kernel)),
+                        not np.array_equal(bias, np.asarray(stem.bias))))
+    assert changed == [(False, True), (False, True), (False, False)]
+    with pytest.raises(ValueError, match="whitening_bias_share must be in"):
+        model.compile_model(model.build_model({"base_filters": 8}),
+                            {"whitening_bias_share": 1.5}, 10)
+
+
 def _state(net: keras.Model) -> list[np.ndarray]:
     """Weights and BatchNorm moving statistics: what lookahead averages."""
     return [np.asarray(w) for w in net.weights if w.trainable or "moving" in w.path]
