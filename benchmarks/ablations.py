@@ -41,9 +41,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "defaults": ("today's defaults", {}),
     "ema": ("exponential moving average of the weights (0.99 per step), BatchNorm recalibrated",
             {"ema_momentum": 0.99}),
-    "lookahead": ("lookahead: every 5,120 images the weights and BatchNorm statistics pulled "
-                  "toward a slow copy, more as training ends; the slow copy exported",
-                  {"lookahead": True}),
+    "lookahead": ("lookahead: every 5,120 images (airbench's 5 steps of 1,024) the weights and "
+                  "BatchNorm statistics pulled toward a slow copy, more as training ends; the "
+                  "slow copy exported", {"lookahead_images": 5120}),
+    "lookahead_1280": ("lookahead as above, a pull every 1,280 images (5 steps of 256)",
+                       {"lookahead_images": 1280}),
     "whitening_bias": ("the whitening stem's bias trained in the first 30% of the steps "
                        "(airbench: 3 of ~10 epochs)", {"whitening_bias_share": 0.3}),
     "alternating_flip": ("each image mirrored in every other epoch instead of at random",

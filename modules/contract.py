@@ -88,7 +88,8 @@ DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     "stage2_width": 2.0,  # the middle block's width, in multiples of base_filters
     "activation": "gelu",  # or "relu"
     "ema_momentum": 0.0,  # >0: export an exponential moving average of the weights
-    "lookahead": False,  # pull the weights toward a slow copy every few steps; export that copy
+    # >0: every this many training images, pull the weights toward a slow copy; export that copy
+    "lookahead_images": 0,
     "whitening_bias_share": 0.0,  # >0: the whitening stem's bias trains for this share of steps
     "alternating_flip": False,  # mirror each image in every other epoch, not at random
     "lr_schedule": "cosine",  # after the warm-up: cosine, or "linear" decay, both to a 2% floor

@@ -37,10 +37,7 @@ LR_SCHEDULES = ("cosine", "linear")
 WARMUP_SHARE = 0.2  # of all steps, from a fifth of the peak rate up to it
 LR_FLOOR = 0.02  # the last step's rate, as a share of the peak
 
-# Lookahead pulls the weights toward a slow copy every LOOKAHEAD_IMAGES training images: airbench's
-# 5 steps of 1,024 (20 steps at batch 256), so the average spans as much data as there.
-LOOKAHEAD_IMAGES = 5 * 1024
-LOOKAHEAD_FINAL_DECAY = 0.95 ** 5  # the slow copy's inertia at the last pull
+LOOKAHEAD_FINAL_DECAY = 0.95 ** 5  # the slow copy's inertia at the last pull (airbench's)
 
 BATCHNORM_RECALIBRATION_BATCHES = 40  # 0.8**40: the old statistics weigh nothing afterwards
 
@@ -299,11 +296,13 @@ class Lookahead(keras.callbacks.Callback):
 
 def weight_averaging_callbacks(hparams: Mapping[str, Any] | None, total_steps: int,
                                batch_size: int) -> list[keras.callbacks.Callback]:
-    """The fit callbacks the `lookahead` hyperparameter asks for (none by default)."""
+    """The fit callbacks the `lookahead_images` hyperparameter asks for (none by default): a pull
+    every that many images, at least every step. airbench pulls every 5 steps of 1,024 images."""
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
-    if not bool(hp["lookahead"]):
+    images = int(hp["lookahead_images"])
+    if images <= 0:
         return []
-    return [Lookahead(total_steps, period=max(1, round(LOOKAHEAD_IMAGES / batch_size)))]
+    return [Lookahead(total_steps, period=max(1, round(images / batch_size)))]
 
 
 def recalibrate_batchnorm(model: keras.Model, batches) -> None:

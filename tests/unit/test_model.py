@@ -127,10 +127,10 @@ def test_lookahead_inertia_grows_with_the_cube_of_progress():
     assert lookahead.decay(50) == pytest.approx(model.LOOKAHEAD_FINAL_DECAY / 8)
     assert lookahead.decay(100) == lookahead.decay(130) == pytest.approx(0.95 ** 5)
     assert model.weight_averaging_callbacks({}, 100, 256) == []  # off by default
-    [callback] = model.weight_averaging_callbacks({"lookahead": True}, 100, 256)
-    assert (callback.total_steps, callback.period) == (100, 20)  # every 5,120 images
-    [callback] = model.weight_averaging_callbacks({"lookahead": True}, 100, 1024)
-    assert callback.period == 5
+    [callback] = model.weight_averaging_callbacks({"lookahead_images": 5120}, 100, 256)
+    assert (callback.total_steps, callback.period) == (100, 20)
+    [callback] = model.weight_averaging_callbacks({"lookahead_images": 100}, 100, 256)
+    assert callback.period == 1
 
 
 def test_lookahead_ends_on_the_slow_copy_batchnorm_statistics_included():
