@@ -229,11 +229,11 @@ def compile_model(model: keras.Model, hparams: Mapping[str, Any] | None, total_s
     ema_momentum = float(hp["ema_momentum"])
     if not 0.0 <= ema_momentum < 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1), not {ema_momentum}.")
-    # With an average, Keras' fit ends by writing the averaged weights into the model; their
-    # BatchNorm statistics then need `recalibrate_batchnorm`.
     whitening_bias_share = float(hp["whitening_bias_share"])
     if not 0.0 <= whitening_bias_share <= 1.0:
         raise ValueError(f"whitening_bias_share must be in [0, 1], not {whitening_bias_share}.")
+    # With an average, Keras' fit ends by writing the averaged weights into the model; their
+    # BatchNorm statistics then need `recalibrate_batchnorm`.
     optimizer = WhitenedNetSGD(learning_rate=schedule, momentum=0.85, nesterov=True,
                                l2=float(hp["weight_decay"]), use_ema=ema_momentum > 0.0,
                                ema_momentum=ema_momentum or 0.99,
