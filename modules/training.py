@@ -213,7 +213,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
             "validation_data": data.make_batches(evaluation, batch_size, training=False),
             "epochs": epochs,
             "steps_per_epoch": steps,
-            "callbacks": model_lib.weight_averaging_callbacks(
+            "callbacks": model_lib.training_callbacks(
                 contract.DEFAULT_HPARAMS, steps * epochs, batch_size),
             "verbose": 2,
         })
@@ -353,8 +353,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 steps_per_epoch=steps,
                 verbose=2,
                 callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir),
-                           *model_lib.weight_averaging_callbacks(hparams, steps * epochs,
-                                                                   batch_size)],
+                           *model_lib.training_callbacks(hparams, steps * epochs, batch_size)],
             )
         _synchronize_batchnorm(model, False)  # the export is the same model as a 1-worker one's
         if float(hparams["ema_momentum"]) > 0.0:

@@ -88,20 +88,37 @@ def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it()
 
 def test_whitening_bias_trains_in_its_first_steps_only_and_the_filters_never():
     assert not model.build_model().get_layer("whitening").trainable  # off by default
-    stem = model.build_model({"base_filters": 8, "whitening_bias_share": 0.5}).get_layer(
-        "whitening")
-    optimizer = model.WhitenedNetSGD(learning_rate=0.1, momentum=0.0, l2=0.01,
-                                     whitening_bias_steps=2)
-    changed = []
-    for _ in range(3):
-        kernel, bias = (np.asarray(w) for w in stem.weights)
-        optimizer.apply([tf.ones_like(w) for w in stem.trainable_weights], stem.trainable_weights)
-        changed.append((not np.array_equal(kernel, np.asarray(stem.kernel)),
-                        not np.array_equal(bias, np.asarray(stem.bias))))
-    assert changed == [(False, True), (False, True), (False, False)]
+    hparams = {"base_filters": 8, "whitening_bias_share": 0.5}
+    net = model.compile_model(model.build_model(hparams), hparams, total_steps=4, batch_size=8)
+    [freeze] = model.training_callbacks(hparams, total_steps=4, batch_size=8)
+    stem = net.get_layer("whitening")
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((np.asarray(stem.kernel).copy(), np.asarray(stem.bias).copy(),
+                         stem.trainable))
+
+    rng = np.random.default_rng(3)
+    x = rng.random((32, *contract.IMAGE_SHAPE)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(32) % 10, contract.NUM_CLASSES)
+    kernel, bias = np.asarray(stem.kernel).copy(), np.asarray(stem.bias).copy()
+    net.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[freeze, Record()])
+    assert [np.array_equal(k, kernel) for k, _, _ in seen] == [True] * 4
+    assert [np.array_equal(b, bias) for _, b, _ in seen] == [False, False, False, False]
+    assert [np.array_equal(b, seen[1][1]) for _, b, _ in seen] == [False, True, True, True]
+    assert [trainable for _, _, trainable in seen] == [True, False, False, False]
+    assert not any(w.path.startswith("whitening/") for w in net.trainable_weights)
+
+
+def test_whitening_bias_share_sets_the_callbacks():
+    assert model.training_callbacks({}, 100, 256) == []  # off by default
+    assert model.training_callbacks({"whitening_bias_share": 1.0}, 100, 256) == []  # never ends
+    [freeze] = model.training_callbacks({"whitening_bias_share": 0.3}, 100, 256)
+    assert freeze.steps == 30
+    assert model.build_model({"whitening_bias_share": 1.0}).get_layer("whitening").trainable
     with pytest.raises(ValueError, match="whitening_bias_share must be in"):
-        model.compile_model(model.build_model({"base_filters": 8}),
-                            {"whitening_bias_share": 1.5}, 10)
+        model.build_model({"base_filters": 8, "whitening_bias_share": 1.5})
 
 
 def _state(net: keras.Model) -> list[np.ndarray]:
@@ -126,10 +143,9 @@ def test_lookahead_inertia_grows_with_the_cube_of_progress():
     assert lookahead.decay(0) == 0.0
     assert lookahead.decay(50) == pytest.approx(model.LOOKAHEAD_FINAL_DECAY / 8)
     assert lookahead.decay(100) == lookahead.decay(130) == pytest.approx(0.95 ** 5)
-    assert model.weight_averaging_callbacks({}, 100, 256) == []  # off by default
-    [callback] = model.weight_averaging_callbacks({"lookahead_images": 5120}, 100, 256)
+    [callback] = model.training_callbacks({"lookahead_images": 5120}, 100, 256)
     assert (callback.total_steps, callback.period) == (100, 20)
-    [callback] = model.weight_averaging_callbacks({"lookahead_images": 100}, 100, 256)
+    [callback] = model.training_callbacks({"lookahead_images": 100}, 100, 256)
     assert callback.period == 1
 
 
