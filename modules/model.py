@@ -2,8 +2,9 @@
 
 The design follows what trains CIFAR-10 fastest per FLOP (the "airbench" line of work), measured on
 this project's 2-core CPU (benchmarks/RESULTS.md):
-- a frozen 2x2 *whitening stem*: filters from the eigenvectors of the training images' 2x2 patch
-  covariance (and their negatives, so ReLU keeps both signs), fitted once before training;
+- a 2x2 *whitening stem*: filters from the eigenvectors of the training images' 2x2 patch
+  covariance (and their negatives, so ReLU keeps both signs), fitted once before training and
+  frozen; its bias trains in the first steps (`whitening_bias_share`);
 - three blocks of conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU (ReLU is the
   other choice), so the wide layers run at 15x15 and smaller instead of 32x32, where a CPU spends
   most of its time;
@@ -133,7 +134,7 @@ def whitening_weights(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def set_whitening(model: keras.Model, weights: tuple[np.ndarray, np.ndarray]) -> None:
-    """Sets the frozen whitening stem to whitening_weights' (kernel, bias), computed from a
+    """Sets the whitening stem to whitening_weights' (kernel, bias), computed from a
     sample of training images: the Tuner computes them once for all its trials."""
     model.get_layer("whitening").set_weights(list(weights))
 

@@ -54,5 +54,5 @@ def test_an_unknown_variant_is_one_line(tmp_path):
     assert process.returncode == 1
     assert process.stderr.strip().splitlines() == [
         "error: --variants: unknown bigger; choose from defaults, ema, lookahead, "
-        "lookahead_1280, whitening_bias, alternating_flip, wide_stage2, ema+flip+wide, relu, "
-        "linear_decay."]
+        "lookahead_1280, frozen_whitening_bias, alternating_flip, wide_stage2, ema+flip+wide, "
+        "relu, linear_decay."]

@@ -111,6 +111,22 @@ def test_rows_follow_their_hyperparameters_when_the_defaults_change(tmp_path):
     assert [row["variant"] for row in again] == [row["variant"] for row in rows]
 
 
+def test_rows_from_before_a_lever_existed_trained_without_it():
+    """A row recorded before `whitening_bias_share` existed trained the stem's bias frozen: it
+    is measured against the frozen-bias row of its seed, not against today's defaults."""
+    assert contract.DEFAULT_HPARAMS["whitening_bias_share"] > 0
+    later = ablations_script.LATER_LEVERS_OFF
+    frozen = {**contract.DEFAULT_HPARAMS, **later}
+    predates = {k: v for k, v in contract.DEFAULT_HPARAMS.items() if k not in later}
+    report = {"variants": [
+        _variant("defaults", 1.0, 0.80, seed=7, hyperparameters=frozen),
+        _variant("relu", 1.0, 0.79, seed=7, hyperparameters={**predates, "activation": "relu"})]}
+    named = {row["variant"]: row for row in
+             ablations_script.table_rows(ablations_script.kept_rows(report))}
+    assert set(named) == {"frozen_whitening_bias", "relu (earlier defaults)"}
+    assert named["relu (earlier defaults)"]["baseline"] == "frozen_whitening_bias"
+
+
 @pytest.mark.parametrize("seeds", ["seven", ","])
 def test_bad_seeds_are_one_line(seeds, capsys):
     with pytest.raises(SystemExit) as exit_info:
