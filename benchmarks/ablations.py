@@ -303,7 +303,7 @@ def table_rows(rows: dict[tuple[str, int], dict]) -> list[dict]:
             return {**row, "lever": VARIANTS[row["variant"]][0]}
         row["baseline"] = earlier_baseline(row, rows)
         return {**row, "lever": "trained with " + ", ".join(benchmark_page.changed_values(
-            row["hyperparameters"], contract.DEFAULT_HPARAMS)) + f"; against {row['baseline']}"}
+            trained_values(row), contract.DEFAULT_HPARAMS)) + f"; against {row['baseline']}"}
 
     return [described(key) for key in sorted(rows, key=position)]
 

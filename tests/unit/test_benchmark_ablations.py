@@ -125,6 +125,7 @@ def test_rows_from_before_a_lever_existed_trained_without_it():
              ablations_script.table_rows(ablations_script.kept_rows(report))}
     assert set(named) == {"frozen_whitening_bias", "relu (earlier defaults)"}
     assert named["relu (earlier defaults)"]["baseline"] == "frozen_whitening_bias"
+    assert "whitening_bias_share 0 (default " in named["relu (earlier defaults)"]["lever"]
 
 
 @pytest.mark.parametrize("seeds", ["seven", ","])
