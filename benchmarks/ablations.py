@@ -62,8 +62,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 SERVED_TTA = "flip"  # the issue's serving budget: at most 2 views
 # Marks a row trained over defaults that have changed since: it measured no variant of today's.
 EARLIER_DEFAULTS = " (earlier defaults)"
-# Levers added after the first rows were recorded, as a row without them trained them: off.
-LATER_LEVERS_OFF = {"lookahead_images": 0, "whitening_bias_share": 0.0}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -122,7 +120,7 @@ def current_name(record: dict) -> str:
 
 def trained_values(record: dict) -> dict:
     """The hyperparameters a row trained with, the levers it predates included."""
-    return {**LATER_LEVERS_OFF, **record["hyperparameters"]}
+    return benchmark_page.trained_values(record["hyperparameters"])
 
 
 def variant_of(hyperparameters: dict) -> str | None:

@@ -33,6 +33,8 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
 # The offline copy's test images by origin (run_benchmark's accuracy_by_origin keys).
 ORIGIN_NAMES = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
 SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
+# Levers added after runs were first recorded: a record without one trained it off.
+PREDATED_LEVERS_OFF = {"lookahead_images": 0, "whitening_bias_share": 0.0}
 ROUND_ROBIN = "round-robin"  # serving_costs_timing of runs that timed the rows in turn
 # ... and whose batch-1 calls took the images in turn (before: one image throughout).
 ROUND_ROBIN_IMAGES = "round-robin, images in turn"
@@ -342,15 +344,15 @@ def build(report: dict, images: dict[str, str], untuned: dict | None = None) -> 
     return doc
 
 
-def _hyperparameter_changes(report: dict, defaults: dict | None) -> str:
-    """What the Tuner changed, "name value (default value)"; runs from before the benchmark
-    recorded the values say so."""
+def _hyperparameter_changes(report: dict) -> str:
+    """What the Tuner changed from its first trial, the defaults: "name value (default
+    value)"; runs from before the benchmark recorded the values say so."""
     tuned = report["pipeline"].get("hyperparameters")
     if contract.TUNER_NODE not in report["pipeline"]["component_seconds"]:
         return "no Tuner in this run"
-    if tuned is None or defaults is None:
+    if tuned is None:
         return "not recorded"
-    return ", ".join(changed_values(tuned, defaults)) or "none: the search kept the defaults"
+    return changes_from_defaults(tuned) or "none: the search kept the defaults"
 
 
 def _untuned_values(trained: dict | None) -> str:
@@ -365,7 +367,12 @@ def _untuned_values(trained: dict | None) -> str:
 def changes_from_defaults(trained: dict) -> str:
     """What a run trained that today's defaults do not ("" when nothing): defaults change, runs
     stay, so an older run says what it trained instead."""
-    return ", ".join(changed_values(trained, contract.DEFAULT_HPARAMS))
+    return ", ".join(changed_values(trained_values(trained), contract.DEFAULT_HPARAMS))
+
+
+def trained_values(recorded: dict) -> dict:
+    """A run's recorded hyperparameters with the levers it predates, which it trained off."""
+    return {**PREDATED_LEVERS_OFF, **recorded}
 
 
 def changed_values(values: dict, defaults: dict) -> list[str]:
@@ -403,8 +410,7 @@ def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
     tuned_int8, default_int8 = (model["tflite"]["tflite"]["accuracy"]
                                 for model in (tuned_model, default_model))
     rows = [
-        ("Values the Tuner changed", _hyperparameter_changes(
-            report, default_model.get("hyperparameters")), "-", "-"),
+        ("Values the Tuner changed", _hyperparameter_changes(report), "-", "-"),
         _accuracy_row("Served test accuracy", tuned_model["accuracy"],
                       default_model["accuracy"]),
         *(_accuracy_row(f"- on the {part['images']:,} images with {ORIGIN_NAMES[origin]}",

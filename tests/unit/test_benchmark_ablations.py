@@ -115,7 +115,7 @@ def test_rows_from_before_a_lever_existed_trained_without_it():
     """A row recorded before `whitening_bias_share` existed trained the stem's bias frozen: it
     is measured against the frozen-bias row of its seed, not against today's defaults."""
     assert contract.DEFAULT_HPARAMS["whitening_bias_share"] > 0
-    later = ablations_script.LATER_LEVERS_OFF
+    later = benchmark_page.PREDATED_LEVERS_OFF
     frozen = {**contract.DEFAULT_HPARAMS, **later}
     predates = {k: v for k, v in contract.DEFAULT_HPARAMS.items() if k not in later}
     report = {"variants": [

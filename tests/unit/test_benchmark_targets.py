@@ -91,7 +91,8 @@ def test_the_untuned_run_is_set_beside_the_tuned_one(tmp_path, capsys):
     benchmark_page.write(tuned, str(tmp_path))
     page = (tmp_path / benchmark_page.RESULTS_MD).read_text()
     section = page[page.index("## Tuned vs. the defaults"):]
-    assert "learning_rate 0.5 (default 0.25), stage2_width 2.5 (default 2)" in section
+    default_rate = contract.DEFAULT_HPARAMS["learning_rate"]
+    assert f"learning_rate 0.5 (default {default_rate:g}), stage2_width 2.5 (default 2)" in section
     assert "| Served test accuracy | 75.00% | 50.00% | +25.00 points |" in section
     assert "| Trainer wall time | 25.0 min | 20.0 min | 1.25x |" in section
     assert "on a machine of the same description" in section
@@ -109,6 +110,14 @@ def test_the_page_says_when_the_reference_trained_todays_defaults(tmp_path):
     benchmark_page.write(tuned, str(tmp_path))
     page = (tmp_path / benchmark_page.RESULTS_MD).read_text()
     assert "(it trained exactly today's defaults)" in page
+    # A reference from before a lever existed trained it off, whatever today's default is.
+    lever = "whitening_bias_share"
+    assert contract.DEFAULT_HPARAMS[lever] != benchmark_page.PREDATED_LEVERS_OFF[lever]
+    del untuned["pipeline"]["hyperparameters"][lever]
+    run_benchmark.write_untuned(untuned, str(tmp_path))
+    page = (tmp_path / benchmark_page.RESULTS_MD).read_text()
+    today = contract.DEFAULT_HPARAMS[lever]
+    assert f"(it trained {lever} 0 (default {today:g}): not today's defaults)" in page
 
 
 def test_times_from_another_kind_of_machine_are_not_compared(tmp_path):
