@@ -286,7 +286,8 @@ class Lookahead(keras.callbacks.Callback):
 class FreezeWhitening(keras.callbacks.Callback):
     """Ends the whitening stem's bias training after `steps` steps: the stem turns
     non-trainable and the train step is traced again, so the steps after it skip the backward
-    pass into the stem (the input gradient of the first block's conv: ~15% of a step on CPU)."""
+    pass into the stem (the input gradient of the first block's conv; measured: the epochs that
+    train the bias took 0-9% longer, the later ones no longer than with a frozen stem)."""
 
     def __init__(self, steps: int):
         super().__init__()
@@ -315,9 +316,9 @@ def whitening_bias_steps(hparams: Mapping[str, Any] | None, total_steps: int) ->
 
 def training_callbacks(hparams: Mapping[str, Any] | None, total_steps: int,
                        batch_size: int) -> list[keras.callbacks.Callback]:
-    """The fit callbacks the hyperparameters ask for (none by default): lookahead, a pull every
+    """The fit callbacks the hyperparameters ask for: lookahead (off by default), a pull every
     `lookahead_images` images, at least every step (airbench pulls every 5 steps of 1,024
-    images); the end of the stem's bias training (`whitening_bias_share` < 1)."""
+    images); the end of the stem's bias training (when `whitening_bias_share` is in (0, 1))."""
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     callbacks: list[keras.callbacks.Callback] = []
     images = int(hp["lookahead_images"])
