@@ -206,6 +206,11 @@ class WhitenedNetSGD(keras.optimizers.SGD):
             adjusted.append(grad)
         return super().apply(adjusted, trainable_variables)
 
+    def finalize_variable_values(self, var_list):
+        # fit passes the model's trainable weights, which FreezeWhitening shortens mid-fit; the
+        # weight averages line up with the variables this optimizer was built with.
+        super().finalize_variable_values(self._trainable_variables)
+
     def get_config(self) -> dict:
         return {**super().get_config(), "l2": self.l2,
                 "bias_gradient_scale": self.bias_gradient_scale}
