@@ -300,8 +300,8 @@ def table_rows(rows: dict[tuple[str, int], dict]) -> list[dict]:
         if row["variant"] in VARIANTS:
             return {**row, "lever": VARIANTS[row["variant"]][0]}
         row["baseline"] = earlier_baseline(row, rows)
-        return {**row, "lever": "trained with " + ", ".join(benchmark_page.changed_values(
-            trained_values(row), contract.DEFAULT_HPARAMS)) + f"; against {row['baseline']}"}
+        changes = benchmark_page.changes_from_defaults(row["hyperparameters"])
+        return {**row, "lever": f"trained with {changes}; against {row['baseline']}"}
 
     return [described(key) for key in sorted(rows, key=position)]
 
