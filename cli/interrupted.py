@@ -25,7 +25,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Collection, Sequence
+import weakref
+from collections.abc import Callable, Collection, Sequence
 
 from cli import logs
 from cli.beam_worker_site.sitecustomize import BEAM_SDK_WORKER
@@ -105,6 +106,18 @@ class _OwnLinesOnly(logging.Filter):
         return not self._pressed.is_set() or record.name.startswith(logs.PROJECT_LOGGER)
 
 
+def _quiet_for(threads: Collection[threading.Thread],
+               hook: Callable[[threading.ExceptHookArgs], object]) -> Callable:
+    """A threading.excepthook that drops what `threads` raise and hands the rest to `hook`."""
+    quiet = weakref.WeakSet(threads)
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.thread not in quiet:
+            hook(args)
+
+    return excepthook
+
+
 class InterruptGuard:
     """Ctrl-C that cannot be lost, and that stops Beam's worker processes.
 
@@ -113,7 +126,8 @@ class InterruptGuard:
     has not reached the `except KeyboardInterrupt` of the run, a watcher thread stops the Beam
     SDK workers and raises it again in the main thread every half second. From the Ctrl-C on,
     what the dying stage's threads print (exceptions in threads, broken connections logged by
-    Beam) is dropped, for as long as the guard is open.
+    Beam) is dropped, for as long as the guard is open; a thread the stopped run left behind
+    (Beam's `run_worker`, which raises once it reaps a stopped worker) stays quiet after it.
 
         with InterruptGuard() as guard:
             try:
@@ -132,6 +146,7 @@ class InterruptGuard:
         self._filter = _OwnLinesOnly(self._pressed)
         self._handlers: list[logging.Handler] = []
         self._watcher: threading.Thread | None = None
+        self._threads_before: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     def _unraisable(self, unraisable) -> None:
         """The dropped Ctrl-C is re-raised by the watcher: no "Exception ignored" traceback."""
@@ -163,6 +178,7 @@ class InterruptGuard:
         self._previous = signal.signal(signal.SIGINT, self._handler)
         self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         self._thread_hook, threading.excepthook = threading.excepthook, self._thread_exception
+        self._threads_before = weakref.WeakSet(threading.enumerate())
         self._handlers = list(logging.getLogger().handlers)
         for handler in self._handlers:
             handler.addFilter(self._filter)
@@ -183,6 +199,10 @@ class InterruptGuard:
             signal.signal(signal.SIGINT, self._previous)
             sys.unraisablehook = self._unraisable_hook
             threading.excepthook = self._thread_hook
+            if self._pressed.is_set():
+                leftovers = [thread for thread in threading.enumerate()
+                             if thread not in self._threads_before]
+                threading.excepthook = _quiet_for(leftovers, self._thread_hook)
             for handler in self._handlers:
                 handler.removeFilter(self._filter)
 

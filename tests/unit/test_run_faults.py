@@ -282,6 +282,42 @@ def test_a_ctrl_c_that_python_drops_is_raised_again(capsys):
         signal.signal(signal.SIGINT, found)
 
 
+def test_a_thread_the_stopped_run_left_behind_fails_quietly_after_the_guard():
+    """Beam's `run_worker` thread raises once it reaps a worker the guard stopped, which can be
+    after the guard has closed: its traceback came out after the run's one line (CI, stop 32).
+    A thread that was there before the guard still reports its failure."""
+    import threading
+
+    from cli.interrupted import InterruptGuard
+
+    release = threading.Event()
+    reported: list[str] = []
+
+    def fails_later() -> None:
+        release.wait(30)
+        raise RuntimeError("Worker subprocess exited with return code -15")
+
+    hook = threading.excepthook
+    threading.excepthook = lambda args: reported.append(args.thread.name)
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    threads = [threading.Thread(target=fails_later, name="older")]
+    try:
+        threads[0].start()
+        with pytest.raises(KeyboardInterrupt):
+            with InterruptGuard():
+                threads.append(threading.Thread(target=fails_later, name="run_worker"))
+                threads[1].start()
+                signal.raise_signal(signal.SIGINT)
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert reported == ["older"]
+    finally:
+        release.set()
+        signal.signal(signal.SIGINT, found)
+        threading.excepthook = hook
+
+
 def test_beam_workers_leave_ctrl_c_to_the_run_from_their_first_instant(monkeypatch):
     """Issue #16: the DirectRunner's worker processes, in the terminal's process group, printed
     a traceback each on Ctrl-C, for seconds while they imported Beam. With the run's PYTHONPATH
