@@ -50,7 +50,7 @@ def report_command(output_dir: str, metadata: str | None, run_id: str | None,
             return 0
         paths = run_report.write_report(output_dir, run_id, to,
                                         metadata_path=metadata)
-    except run_report.ReportError as error:
+    except (run_report.ReportError, FileNotFoundError) as error:
         raise Failure(str(error)) from None
     print(f"Report: {paths['markdown']}")
     print(f"        {paths['html']}")

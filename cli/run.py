@@ -107,9 +107,11 @@ def _run_ids(metadata_path: str) -> list[str]:
     """The pipeline run ids already in the store, oldest first."""
     from reports import runs
 
-    if not os.path.exists(metadata_path):
+    try:
+        store = runs.open_store(metadata_path)
+    except FileNotFoundError:  # none yet, or an empty file the run's store starts in
         return []
-    return [context.name for context in runs.pipeline_runs(runs.open_store(metadata_path))]
+    return [context.name for context in runs.pipeline_runs(store)]
 
 
 def run_pipeline(config: configs.PipelineConfig, verbose: bool = False) -> int:

@@ -352,6 +352,10 @@ def filesystem_available(url: str) -> bool:
     return True
 
 
+# Tables every ML Metadata SQLite store has; a database with other tables and not these is not one.
+MLMD_TABLES = frozenset({"Type", "Artifact", "Execution", "Context", "Event", "MLMDEnv"})
+
+
 def metadata_problem(path: str | None) -> str | None:
     """Why an existing ML Metadata SQLite file cannot be used (it is read, never written)."""
     if not path or urls.is_url(path) or not os.path.exists(path):
@@ -359,11 +363,14 @@ def metadata_problem(path: str | None) -> str | None:
     import sqlite3
     import urllib.parse
 
+    tables: set[str] = set()
     try:
         uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
         connection = sqlite3.connect(uri, uri=True)
         try:
             row = connection.execute("PRAGMA quick_check").fetchone()
+            tables = {name for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             connection.close()
     except sqlite3.OperationalError as error:
@@ -373,7 +380,11 @@ def metadata_problem(path: str | None) -> str | None:
     except sqlite3.Error as error:
         row = (str(error),)
     if row and row[0] == "ok":
-        return None
+        missing = sorted(MLMD_TABLES - tables)
+        if not tables or not missing:  # a new (empty) store, or ML Metadata's own tables
+            return None
+        row = (f"a SQLite database without ML Metadata's {', '.join(missing)} "
+               f"table{'s' if len(missing) > 1 else ''}",)
     return (f"{path} is not a usable ML Metadata database ({row[0] if row else 'empty'}): move "
             "it away to start a new store (the cache and run history start over), or use "
             "another --output-dir")

@@ -693,9 +693,10 @@ def write_report(output_dir: str, run_id: str | None = None, to: str | None = No
                           f"or point --output-dir at the folder that holds "
                           f"{contract.METADATA_FILE}")
     if to is None:
-        store = runs.open_store(metadata_path)
         try:
-            name = runs.find_run(store, run_id).name
+            name = runs.find_run(runs.open_store(metadata_path), run_id).name
+        except FileNotFoundError as error:
+            raise ReportError(str(error)) from None
         except runs.UnknownRunError as error:
             raise ReportError(f"{error} ({metadata_path})") from None
         to = os.path.join(output_dir, "reports", _sanitize(name))

@@ -46,6 +46,9 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     if not os.path.exists(metadata_path):
         raise FileNotFoundError(f"No ML Metadata database at {metadata_path}; "
                                 f"run the pipeline first.")
+    if os.path.getsize(metadata_path) == 0:  # created, never written: a read-only open fails
+        raise FileNotFoundError(f"No pipeline run in {metadata_path} yet (an empty ML Metadata "
+                                f"database); run the pipeline first.")
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY

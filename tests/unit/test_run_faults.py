@@ -251,6 +251,55 @@ def test_report_on_a_corrupt_metadata_store_is_one_line(tmp_path, capsys, extra)
     assert store.read_bytes() == b"SQLite format 3\0" + b"\xff" * 4000
 
 
+def _sqlite_with(path: Path, *statements: str) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    for statement in statements:
+        connection.execute(statement)
+    connection.commit()
+    connection.close()
+
+
+@pytest.mark.parametrize("extra", [[], ["--list-runs"]])
+def test_report_on_a_database_that_is_not_ml_metadata_is_one_line(tmp_path, capsys, extra):
+    """Sound SQLite that ML Metadata cannot open read-only: a traceback from inside MLMD."""
+    store = tmp_path / contract.METADATA_FILE
+    _sqlite_with(store, "CREATE TABLE photos (name TEXT)")
+    assert main(["report", "--output-dir", str(tmp_path), *extra]) == 1
+    _, err = capsys.readouterr()
+    assert err.strip() == (
+        f"error: {store} is not a usable ML Metadata database (a SQLite database without ML "
+        "Metadata's Artifact, Context, Event, Execution, MLMDEnv, Type tables): move it away to "
+        "start a new store (the cache and run history start over), or use another --output-dir")
+
+    store.write_bytes(b"")  # created and never written: no run yet, not an error of the file
+    assert main(["report", "--output-dir", str(tmp_path), *extra]) == 1
+    _, err = capsys.readouterr()
+    assert err.strip() == (f"error: No pipeline run in {store} yet (an empty ML Metadata "
+                           "database); run the pipeline first.")
+
+
+def test_a_store_missing_one_of_its_tables_is_refused_by_the_run(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    store = out / contract.METADATA_FILE
+    _sqlite_with(store, *(f"CREATE TABLE {table} (id INTEGER)"
+                          for table in ("Type", "Artifact", "Context", "Event", "MLMDEnv")))
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out))
+    assert code == 1
+    assert line.startswith(f"error: {store} is not a usable ML Metadata database (a SQLite "
+                           "database without ML Metadata's Execution table): ")
+    assert sorted(os.listdir(out)) == [run_module.LOCK_FILE, contract.METADATA_FILE]
+
+
+def test_an_empty_store_file_is_a_new_store_to_the_run(tmp_path):
+    """A zero-byte metadata.sqlite (touched, or left by a crash at creation) holds no run."""
+    store = tmp_path / contract.METADATA_FILE
+    store.write_bytes(b"")
+    assert run_module._run_ids(str(store)) == []  # noqa: SLF001
+
+
 def test_a_ctrl_c_that_python_drops_is_raised_again(capsys):
     """Ctrl-C landing in a __del__ (or a weakref callback) is dropped by Python with an
     "Exception ignored" traceback; the run's guard raises it again, silently (issue #16)."""
