@@ -28,7 +28,7 @@ import argparse
 import os
 import sys
 
-from modules import contract
+from modules import contract, urls
 from serving import model_base
 
 
@@ -92,6 +92,7 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
     """
     source_base = str(source_base)
     dest_base = str(dest_base)
+    _check_dest_base(source_base, dest_base)
     try:
         source_fs = model_base.filesystem_for(source_base)  # one scheme probe for all of it
     except model_base.ModelBaseError as exc:
@@ -119,6 +120,20 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
             base_fs=model_base.LocalFilesystem())
     except model_base.ModelBaseError as exc:
         raise ModelDownloadError(str(exc)) from exc
+
+
+def _check_dest_base(source_base: str, dest_base: str) -> None:
+    """DEST_BASE is a local folder apart from SOURCE_BASE: a URL would become a folder named
+    `gs:` here, and a copy into the source would grow (or rewrite) the pushed versions."""
+    if urls.is_url(dest_base):
+        raise ModelDownloadError(f"DEST_BASE {dest_base}: a local folder is expected (this "
+                                 "copies a pushed version to this machine)")
+    if urls.is_url(source_base):
+        return
+    source, dest = os.path.realpath(source_base), os.path.realpath(dest_base)
+    if dest == source or dest.startswith(source.rstrip(os.sep) + os.sep):
+        raise ModelDownloadError(f"DEST_BASE {dest_base} is {'' if dest == source else 'inside '}"
+                                 f"SOURCE_BASE {source_base}: copy to a folder outside it")
 
 
 def build_parser() -> argparse.ArgumentParser:

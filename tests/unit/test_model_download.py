@@ -96,6 +96,30 @@ def test_no_versions(tmp_path, stand_in, dest):
         download_model(str(tmp_path / "nowhere"), str(dest))
 
 
+@pytest.mark.parametrize("where", ["the base", "a version", "a symlink to the base"])
+def test_a_destination_in_the_source_is_refused_and_the_source_untouched(source, tmp_path,
+                                                                         where):
+    """A copy into the pushed base path would grow its versions with copies of themselves (or,
+    forced, rewrite one in place)."""
+    before = tree(source)
+    target = {"the base": source, "a version": source / "10" / "inner",
+              "a symlink to the base": tmp_path / "link"}[where]
+    if where == "a symlink to the base":
+        target.symlink_to(source)
+    with pytest.raises(ModelDownloadError, match=f"^DEST_BASE {target} is (inside )?SOURCE_BASE "
+                                                 f"{source}: copy to a folder outside it$"):
+        download_model(str(source), str(target), force=True)
+    assert tree(source) == before
+
+
+def test_a_bucket_destination_is_refused_not_made_a_local_folder(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelDownloadError, match="^DEST_BASE gs://bucket/models: a local folder "
+                                                 "is expected"):
+        download_model(str(source), "gs://bucket/models")
+    assert not (tmp_path / "gs:").exists()
+
+
 def test_corrupt_saved_model_is_refused_and_leaves_nothing(source, dest, stand_in):
     bad = add_version(source, 20, stand_in)
     (bad / "saved_model.pb").write_bytes(b"\x08\x01 definitely not a SavedModel proto" * 10)
