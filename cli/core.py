@@ -6,6 +6,7 @@ commands of earlier versions worded them (scripts and tests match on those words
 """
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +39,8 @@ class Int(click.ParamType):
 
 
 class Float(click.ParamType):
-    """A float, optionally strictly positive, refused in argparse's words."""
+    """A finite float, optionally strictly positive, refused in argparse's words (inf and nan
+    reached the libraries as timeouts and resource limits)."""
 
     name = "float"
 
@@ -51,6 +53,8 @@ class Float(click.ParamType):
             number = float(value)
         except (TypeError, ValueError):
             self.fail(f"invalid float value: {value!r}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"invalid value {value!r}: must be a finite number", param, ctx)
         if self.positive and not number > 0:
             self.fail(f"invalid value {value!r}: must be more than 0{self.why}", param, ctx)
         return number

@@ -20,10 +20,11 @@ from modules import contract
               help="archive URL (default: official)")
 @click.option("--md5", default=dl.OFFICIAL_MD5, show_default=False,
               help="expected MD5 of the archive (default: official)")
-@click.option("--size", type=Int(), default=None,
+@click.option("--size", type=Int(1), default=None,
               help="expected size in bytes (default: the official size for the official URL, "
                    "unchecked for any other URL)")
-@click.option("--timeout", type=Float(), default=60.0, help="network timeout in seconds")
+@click.option("--timeout", type=Float(positive=True), default=60.0,
+              help="network timeout in seconds")
 @click.option("--quiet", is_flag=True, help="no progress messages")
 def download_command(dest: str, url: str, md5: str, size: int | None, timeout: float,
                      quiet: bool) -> int:

@@ -103,7 +103,7 @@ _where, _pod, _beam = _option(LOCATIONS), _option(POD), _option(BEAM)
 @_pod("--trainer-memory",
       type=Float(positive=True, why=" GiB (leave it out for the cluster's default)"),
       help="memory limit in GiB")
-@_pod("--trainer-gpus", type=Int(), default=0, help="number of GPUs")
+@_pod("--trainer-gpus", type=Int(0), default=0, help="number of GPUs")
 @_pod("--trainer-gpu-type", help="e.g. NVIDIA_TESLA_T4 (Vertex AI) or nvidia.com/gpu (KFP)")
 @_pod("--trainer-machine-type", default=configs.DEFAULT_TRAINER_MACHINE_TYPE,
       help="--trainer-workers > 1: the machine type of every replica (instead of --trainer-cpu, "
@@ -122,7 +122,7 @@ _where, _pod, _beam = _option(LOCATIONS), _option(POD), _option(BEAM)
 @_beam("--service-account",
        help=f"dataflow: worker service account e-mail (env {ENV_VARS['service_account']})")
 @_beam("--machine-type", help="dataflow: worker machine type, e.g. n1-standard-4")
-@_beam("--max-num-workers", type=Int(), help="dataflow: autoscaling limit")
+@_beam("--max-num-workers", type=Int(1), help="dataflow: autoscaling limit")
 @_beam("--job-endpoint", help="flink/spark: the Beam job server, host:8099 "
        f"(env {ENV_VARS['job_endpoint']})")
 @_beam("--environment-type", default="EXTERNAL", type=str.upper,

@@ -80,10 +80,10 @@ def _exclusive(**given: Any) -> None:
 @click.option("--signature", default=contract.SERVING_SIGNATURE,
               type=Choice([contract.SERVING_SIGNATURE, contract.PIXELS_SIGNATURE]),
               help="send encoded images (serving_default) or decoded pixels (serving_pixels)")
-@click.option("--batch-size", type=Int(), default=64, metavar="N", help="images per request")
-@click.option("--timeout", type=Float(), default=10.0, metavar="SECONDS",
+@click.option("--batch-size", type=Int(1), default=64, metavar="N", help="images per request")
+@click.option("--timeout", type=Float(positive=True), default=10.0, metavar="SECONDS",
               help="timeout of each request")
-@click.option("--retries", type=Int(), default=3, metavar="N",
+@click.option("--retries", type=Int(0), default=3, metavar="N",
               help="retries on transient failures")
 @click.option("--columnar", is_flag=True,
               help="REST: send the columnar 'inputs' format instead of 'instances'")
@@ -101,6 +101,10 @@ def predict_command(paths: tuple[str, ...], rest: str | None, grpc: str | None,
                     output_format: str, output: str | None, resize: bool) -> int:
     _exclusive(rest=rest, grpc=grpc, saved_model=saved_model, tflite=tflite)
     _exclusive(version=version, label=label)
+    # A local model is the folder given (a base path: its newest version); TF Serving's
+    # version and label would be silently ignored.
+    _exclusive(**{"saved_model": saved_model} if saved_model else {"tflite": tflite},
+               version=version, label=label)
     # TensorFlow is imported only to build gRPC tensors: hide its C++ start-up noise (CUDA
     # probing on CPU machines). Our own retry warnings stay visible.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

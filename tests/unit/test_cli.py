@@ -65,6 +65,25 @@ def test_every_command_has_help(command, capsys):
      "argument --grpc: not allowed with argument --rest"),
     (["predict", "a.png", "--bogus"], "unrecognized arguments: --bogus"),
     (["download", "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+    (["download", "--timeout", "nan"], "argument --timeout: invalid value 'nan': must be a "
+     "finite number"),
+    (["download", "--size", "-1"], "argument --size: invalid value '-1': must be at least 1"),
+    (["predict", "a.png", "--timeout", "inf"], "argument --timeout: invalid value 'inf': must "
+     "be a finite number"),
+    (["predict", "a.png", "--timeout", "0"], "argument --timeout: invalid value '0': must be "
+     "more than 0"),
+    (["predict", "a.png", "--batch-size", "0"], "argument --batch-size: invalid value '0': "
+     "must be at least 1"),
+    (["predict", "a.png", "--retries", "-1"], "argument --retries: invalid value '-1': must be "
+     "at least 0"),
+    (["predict", "a.png", "--saved-model", "m", "--version", "3"],
+     "argument --version: not allowed with argument --saved-model"),
+    (["predict", "a.png", "--tflite", "m", "--label", "stable"],
+     "argument --label: not allowed with argument --tflite"),
+    ([*KFP_BASE, "--trainer-cpu", "inf"], "argument --trainer-cpu: invalid value 'inf': must "
+     "be a finite number"),
+    ([*KFP_BASE, "--max-num-workers", "-3"], "argument --max-num-workers: invalid value '-3': "
+     "must be at least 1"),
 ])
 def test_usage_errors_are_one_line_with_status_2(argv, message, capsys):
     assert main(argv) == 2
