@@ -168,7 +168,7 @@ def check_image(data: bytes, source: Source = None, resize: bool = False) -> byt
                 raise ImageError(
                     source, f"expected {expected}, got a {size[0]}x{size[1]} {mode} {fmt}; use "
                     "resize=True (--resize) to convert it")
-            return _png(img.convert("RGB").resize(
+            return _png(_eight_bit_rgb(img, source).resize(
                 (contract.IMAGE_WIDTH, contract.IMAGE_HEIGHT), Image.BILINEAR))
     except ImageError:
         raise
@@ -179,6 +179,20 @@ def check_image(data: bytes, source: Source = None, resize: bool = False) -> byt
             from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(source, f"image cannot be decoded ({exc})") from None
+
+
+def _eight_bit_rgb(img, source: Source):
+    """`img` as 8-bit RGB. Pillow's convert("RGB") clips 16-bit gray (PNG's I;16, or I) at 255,
+    so every pixel above 1/256 of the range went white: those are scaled to 8 bits first."""
+    from PIL import Image
+
+    if img.mode == "F":
+        raise ImageError(source, "has floating-point pixels (mode F), whose range is unknown; "
+                                 "save it as an 8-bit or 16-bit image")
+    if img.mode.startswith("I"):  # I;16, I;16B, I;16L, I: 16 bits of gray in Pillow's readers
+        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        img = Image.fromarray(((wide + 128) // 257).astype(np.uint8), mode="L")
+    return img.convert("RGB")
 
 
 def _png(img) -> bytes:

@@ -174,6 +174,26 @@ def test_other_modes_are_refused_unless_resize(server, mode):
         assert len(client.predict_images([image], resize=True)) == 1
 
 
+def test_sixteen_bit_gray_is_scaled_to_eight_bits_when_resized():
+    """Pillow's convert("RGB") clipped 16-bit gray at 255: every such photo came out white and
+    got another class than its 8-bit copy. Float pixels (mode F) have no known range: refused."""
+    gray = np.random.default_rng(0).integers(0, 65536, size=(40, 40), dtype=np.uint16)
+    sixteen, eight = io.BytesIO(), io.BytesIO()
+    Image.fromarray(gray).save(sixteen, format="PNG")
+    Image.fromarray(((gray.astype(np.int64) + 128) // 257).astype(np.uint8)).save(eight,
+                                                                                  format="PNG")
+    assert Image.open(io.BytesIO(sixteen.getvalue())).mode == "I;16"
+
+    def pixels(data: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(check_image(data, "g.png", resize=True))))
+
+    np.testing.assert_array_equal(pixels(sixteen.getvalue()), pixels(eight.getvalue()))
+    floats = io.BytesIO()
+    Image.fromarray(gray.astype(np.float32)).save(floats, format="TIFF")
+    with pytest.raises(ImageError, match=r"^f.tif: has floating-point pixels \(mode F\)"):
+        check_image(floats.getvalue(), "f.tif", resize=True)
+
+
 @pytest.mark.parametrize("value", [b"", "a string", None, 42])
 def test_non_bytes_images_are_refused(value):
     with pytest.raises(ImageError, match="image #3: "):
