@@ -64,7 +64,7 @@ class SavedModelBackend:
 
         self.path = newest_version(path, contract.SAVED_MODEL_FILE)
         self._model = tf.saved_model.load(self.path, tags=[contract.SERVING_TAG])
-        self._signature = self._model.signatures[contract.SERVING_SIGNATURE]
+        self._signature = _serving_signature(self._model, self.path)
 
     def predict_images(self, images: Sequence[bytes], sources: Sequence | None = None) -> list:
         """Encoded 32x32 PNG/JPEG bytes through `serving_default`, as TF Serving would run it."""
@@ -75,6 +75,24 @@ class SavedModelBackend:
             return []
         outputs = self._signature(**{contract.IMAGE_BYTES_INPUT: tf.constant(list(images))})
         return _predictions(outputs[contract.PROBABILITIES_OUTPUT].numpy(), sources)
+
+
+def _serving_signature(model, path: str):
+    """The model's serving signature, or InputError naming `path` when this is another
+    SavedModel: it would fail deep inside TensorFlow, printing the images as bytes."""
+    signatures = model.signatures
+    if contract.SERVING_SIGNATURE not in signatures:
+        raise InputError(f"{path}: SavedModel has no '{contract.SERVING_SIGNATURE}' signature "
+                         f"(has {sorted(signatures)}): not a model pushed by this pipeline")
+    signature = signatures[contract.SERVING_SIGNATURE]
+    inputs = set(signature.structured_input_signature[1])
+    outputs = set(signature.structured_outputs)
+    if inputs != {contract.IMAGE_BYTES_INPUT} or contract.PROBABILITIES_OUTPUT not in outputs:
+        raise InputError(f"{path}: SavedModel signature '{contract.SERVING_SIGNATURE}' takes "
+                         f"{sorted(inputs)} and returns {sorted(outputs)}; expected "
+                         f"['{contract.IMAGE_BYTES_INPUT}'] and '{contract.PROBABILITIES_OUTPUT}'"
+                         ": not a model pushed by this pipeline")
+    return signature
 
 
 class TFLiteBackend:
@@ -96,8 +114,14 @@ class TFLiteBackend:
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter  # noqa: N806 - a class
-        self._interpreter = Interpreter(model_content=content, num_threads=1)
-        self._interpreter.allocate_tensors()
+        if not content:
+            raise InputError(f"{path}: file is empty")
+        try:
+            self._interpreter = Interpreter(model_content=content, num_threads=1)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise InputError(f"{path}: not a TFLite model this interpreter can run "
+                             f"({error})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
 

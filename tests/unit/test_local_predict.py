@@ -67,6 +67,38 @@ def test_a_base_path_means_its_newest_finished_version(base_path):
         local_models.SavedModelBackend(str(base_path / "1"))
 
 
+class _OtherModel(tf.Module):
+    """Somebody else's SavedModel: numbers in, numbers out."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def serve(self, x):
+        return {"y": x * 2.0}
+
+
+@pytest.mark.parametrize("signatures", ["none", "other"])
+def test_another_saved_model_is_one_error_naming_it(tmp_path, signatures):
+    """Not a traceback from inside TensorFlow (with the images printed as bytes)."""
+    if signatures == "none":  # nothing to pick as serving_default
+        tf.saved_model.save(tf.Module(), str(tmp_path / "1"))
+    else:
+        module = _OtherModel()
+        tf.saved_model.save(module, str(tmp_path / "1"),
+                            signatures={contract.SERVING_SIGNATURE: module.serve})
+    expected = (r"has no 'serving_default' signature \(has \[\]\)" if signatures == "none"
+                else r"signature 'serving_default' takes \['x'\] and returns \['y'\]")
+    with pytest.raises(InputError, match=f"^{tmp_path / '1'}: SavedModel {expected}"):
+        local_models.SavedModelBackend(str(tmp_path))
+
+
+@pytest.mark.parametrize("content, message", [(b"", "file is empty"),
+                                              (b"not a flatbuffer", "not a TFLite model")])
+def test_a_tflite_file_that_is_not_a_model_is_one_error_naming_it(tmp_path, content, message):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=f"^{path}: {message}"):
+        local_models.TFLiteBackend(str(path))
+
+
 def test_good_files_are_answered_and_bad_ones_named(base_path, folder):
     backend = local_models.SavedModelBackend(str(base_path))
     result = local_models.predict_files(backend, [folder], batch_size=2)
