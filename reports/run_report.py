@@ -668,7 +668,11 @@ def build_report(metadata_path: str, run_id: str | None, out_dir: str) -> tuple[
         view = RunView(store, run_id)
     except runs.UnknownRunError as error:
         raise ReportError(f"{error} ({metadata_path})") from None
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:  # a place the checks up front could not foresee (/proc, /sys)
+        raise ReportError(f"cannot create the report folder {out_dir}: "
+                          f"{error.strerror or error}") from None
     doc = Document()
     rows = component_rows(view)
     section_summary(doc, view, rows, metadata_path)

@@ -231,6 +231,27 @@ def test_the_summary_reads_its_own_runs_artifacts(tmp_path):
     assert runs.latest_outcome(path).pushed_version == 2  # no run named: the newest
 
 
+def test_report_to_a_folder_the_kernel_refuses_is_one_line(tmp_path, capsys):
+    """/proc passes the up-front check for root (access() says writable); os.makedirs then
+    fails, and the line says what could not be done, not only the errno."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from reports import runs
+
+    connection = pb.ConnectionConfig()
+    connection.sqlite.filename_uri = str(tmp_path / contract.METADATA_FILE)
+    store = metadata_store.MetadataStore(connection)
+    run_type = store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+    store.put_contexts([pb.Context(type_id=run_type, name="run-a")])
+    del store
+    assert main(["report", "--output-dir", str(tmp_path), "--to", "/proc/cifar10-report"]) == 1
+    _, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(("error: cannot create the report folder /proc/cifar10-report: ",
+                           "error: --to /proc/cifar10-report ")), err  # the latter: not root
+
+
 def test_a_bucket_data_dir_is_refused_not_made_local(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, line = run(capsys, "--data-dir", "gs://bucket/cifar10", "--output-dir",
