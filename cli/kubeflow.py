@@ -135,10 +135,10 @@ def compile_kfp(ctx: click.Context, **params: Any) -> int:
     environ = (ctx.obj or {}).get("environ")
     args = _namespace(params, os.environ if environ is None else environ)
     validate(args)
+    output_paths(args)
     logs.configure(verbose=args.verbose)
     try:
         job = compile_pipeline(args)
-        output, kfp_output = write_outputs(job, args)
     except click.ClickException:
         raise
     except Exception as error:  # noqa: BLE001 - one line instead of TFX's traceback
@@ -148,6 +148,11 @@ def compile_kfp(ctx: click.Context, **params: Any) -> int:
                     "--no-tflite compiles without the TFLite converter)")
         raise core.Failure(f"compiling the pipeline failed: {type(error).__name__}: "
                            f"{error}{hint}") from None
+    try:
+        output, kfp_output = write_outputs(job, args)
+    except OSError as error:  # name the path, not the exception class
+        raise core.Failure(f"cannot write the compiled spec to {error.filename}: "
+                           f"{error.strerror or error}") from None
     if args.trainer_workers > 1:
         print(f"Trainer: a Vertex AI custom job of {args.trainer_workers} replicas (a chief and "
               f"{args.trainer_workers - 1} workers, {args.trainer_machine_type}, the image) in "
@@ -375,25 +380,46 @@ def compile_pipeline(args: argparse.Namespace) -> dict:
     return targets.finish(finish_spec(job, args, parameters), baselines.UNCACHED_NODES)
 
 
-def write_outputs(job: dict, args: argparse.Namespace) -> tuple[str, str]:
-    import yaml
-
+def output_paths(args: argparse.Namespace) -> tuple[str, str]:
+    """(--output, --kfp-output) as absolute paths; a usage error for what cannot be written
+    there, checked before the (slow) compile."""
     output = os.path.abspath(args.output)
     kfp_output = os.path.abspath(args.kfp_output or os.path.splitext(output)[0] + ".yaml")
     if output == kfp_output:
         raise usage_error("--output and --kfp-output must be different files")
-    for path in (output, kfp_output):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    for flag, path in (("--output", output), ("--kfp-output", kfp_output)):
+        if os.path.isdir(path):
+            raise usage_error(f"{flag} {path} is a folder; name the file to write")
+    return output, kfp_output
+
+
+def write_outputs(job: dict, args: argparse.Namespace) -> tuple[str, str]:
+    """Writes the spec file(s) whole or not at all: each goes to a temporary file beside it,
+    renamed into place only once every one is written."""
+    import yaml
+
+    output, kfp_output = output_paths(args)
+    header = (f"# {args.pipeline_name} pipeline for KFP 2.x, compiled by cifar10-tfx "
+              f"compile-kfp ({job['pipelineSpec'].get('sdkVersion', 'tfx')}).\n")
+    texts = {kfp_output: header + yaml.safe_dump(kfp_pipeline_spec(job, args.pipeline_root),
+                                                 sort_keys=True)}
     if args.target == contract.TARGET_KFP:  # the PipelineSpec YAML alone
         output = ""
     else:
-        with open(output, "w") as f:
-            json.dump(job, f, indent=2, sort_keys=True)
-            f.write("\n")
-    with open(kfp_output, "w") as f:
-        f.write(f"# {args.pipeline_name} pipeline for KFP 2.x, compiled by cifar10-tfx "
-                f"compile-kfp ({job['pipelineSpec'].get('sdkVersion', 'tfx')}).\n")
-        yaml.safe_dump(kfp_pipeline_spec(job, args.pipeline_root), f, sort_keys=True)
+        texts[output] = json.dumps(job, indent=2, sort_keys=True) + "\n"
+    written: list[str] = []
+    try:
+        for path, text in texts.items():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(f"{path}.tmp", "w") as f:
+                written.append(f"{path}.tmp")
+                f.write(text)
+        for path in texts:
+            os.replace(f"{path}.tmp", path)
+    finally:
+        for temporary in written:
+            if os.path.exists(temporary):
+                os.remove(temporary)
     return output, kfp_output
 
 

@@ -425,6 +425,23 @@ def test_bad_flags_are_one_clear_line(argv, environ, message, capsys, tmp_path, 
     assert not (tmp_path / "spec.json").exists()
 
 
+def test_spec_files_are_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    """A folder as an output is refused before compiling; a write that fails after the other
+    file was written leaves neither (the JSON once stayed beside a failed YAML)."""
+    monkeypatch.setattr(kr.logs, "configure", lambda verbose=False: None)
+    spec = tmp_path / "spec.json"
+    assert kr.main([*BASE, "--output", str(spec), "--kfp-output", str(tmp_path)],
+                   environ={}) == 2
+    assert f"error: --kfp-output {tmp_path} is a folder; name the file to write" in \
+        capsys.readouterr().err
+    (tmp_path / "a_file").write_text("in the way")
+    assert kr.main([*BASE, "--output", str(tmp_path / "a_file" / "spec.json"),
+                    "--kfp-output", str(tmp_path / "spec.yaml")], environ={}) == 1
+    assert (f"error: cannot write the compiled spec to {tmp_path / 'a_file'}: File exists"
+            in capsys.readouterr().err)
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
 def test_command_line_error_has_no_traceback(tmp_path):
     env = {**_no_env(), "CIFAR10_IMAGE": IMAGE}
     result = subprocess.run(
