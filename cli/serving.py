@@ -156,6 +156,7 @@ def predict_command(paths: tuple[str, ...], rest: str | None, grpc: str | None,
               help="replace the version if it already exists in dest_base")
 def download_model_command(source_base: str, dest_base: str, version: int | None,
                            force: bool) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up noise
     from serving import download_model
 
     try:

@@ -93,6 +93,18 @@ def download_model(source_base: str, dest_base: str, version: int | None = None,
     source_base = str(source_base)
     dest_base = str(dest_base)
     _check_dest_base(source_base, dest_base)
+    if not urls.is_url(source_base):
+        return _download(source_base, dest_base, version, force)
+    import tensorflow as tf
+
+    try:
+        return _download(source_base, dest_base, version, force)
+    except tf.errors.OpError as exc:  # a bucket out of reach, without credentials, or denied
+        raise ModelDownloadError(f"{source_base} cannot be read: "
+                                 f"{' '.join(exc.message.split())}") from None
+
+
+def _download(source_base: str, dest_base: str, version: int | None, force: bool) -> str:
     try:
         source_fs = model_base.filesystem_for(source_base)  # one scheme probe for all of it
     except model_base.ModelBaseError as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from modules import contract
 from serving import download_model as dm
 from serving.download_model import ModelDownloadError, download_model, list_versions
@@ -118,6 +119,15 @@ def test_a_bucket_destination_is_refused_not_made_a_local_folder(source, tmp_pat
                                                  "is expected"):
         download_model(str(source), "gs://bucket/models")
     assert not (tmp_path / "gs:").exists()
+
+
+def test_a_bucket_out_of_reach_is_one_line(dest, capsys):
+    """No network here (or no credentials where there is): TensorFlow's GCS filesystem raised
+    FailedPreconditionError through the command, a traceback."""
+    assert main(["download-model", "gs://cifar10-tfx-no-such-bucket/models", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: gs://cifar10-tfx-no-such-bucket/models cannot be read: "), err
+    assert len(err.strip().splitlines()) == 1 and not dest.exists()
 
 
 def test_corrupt_saved_model_is_refused_and_leaves_nothing(source, dest, stand_in):
