@@ -56,4 +56,8 @@ def report_command(output_dir: str, metadata: str | None, run_id: str | None,
     print(f"        {paths['html']}")
     for image in paths["images"]:
         print(f"Plot:   {image}")
+    if paths["missing_artifacts"]:
+        click.echo(f"warning: {len(paths['missing_artifacts'])} of the run's artifact folders "
+                   f"are gone (first: {paths['missing_artifacts'][0]}); the report lacks what "
+                   "they held", err=True)
     return 0

@@ -236,6 +236,17 @@ class RunView:
         """The first artifact a node's execution in this run read under key (or None)."""
         return self._artifact(node, "inputs", key)
 
+    def missing_artifacts(self) -> tuple[list[str], int]:
+        """(local folders of this run's finished outputs that are gone, how many there are):
+        ML Metadata records absolute paths, so a moved or cleaned output dir leaves a store
+        whose figures cannot be read any more."""
+        finished = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+        uris = sorted({artifact.uri for _, execution in self.executions
+                       if execution.last_known_state in finished
+                       for artifacts in self.io(execution)["outputs"].values()
+                       for artifact in artifacts if artifact.uri and "://" not in artifact.uri})
+        return [uri for uri in uris if not os.path.exists(uri)], len(uris)
+
     def _artifact(self, node: str, side: str, key: str):
         execution = self.execution(node)
         if execution is None:

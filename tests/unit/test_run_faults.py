@@ -252,6 +252,38 @@ def test_report_to_a_folder_the_kernel_refuses_is_one_line(tmp_path, capsys):
                            "error: --to /proc/cifar10-report ")), err  # the latter: not root
 
 
+def test_a_report_whose_artifact_folders_are_gone_says_so(tmp_path, capsys):
+    """A moved or cleaned output dir: the report said "Blessed and pushed" above empty tables,
+    and nothing told why."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from reports import runs
+
+    connection = pb.ConnectionConfig()
+    connection.sqlite.filename_uri = str(tmp_path / contract.METADATA_FILE)
+    store = metadata_store.MetadataStore(connection)
+    run_type = store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+    [run_id] = store.put_contexts([pb.Context(type_id=run_type, name="run-a")])
+    kept, gone = tmp_path / "kept", tmp_path / "moved" / "examples"
+    kept.mkdir()
+    artifact_type = store.put_artifact_type(pb.ArtifactType(name="Examples"))
+    execution_type = store.put_execution_type(pb.ExecutionType(name="ExampleGen"))
+    for uri, state in ((kept, pb.Execution.COMPLETE), (gone, pb.Execution.CACHED),
+                       (tmp_path / "never_written", pb.Execution.CANCELED)):
+        store.put_execution(pb.Execution(type_id=execution_type, last_known_state=state),
+                            [(pb.Artifact(type_id=artifact_type, uri=str(uri)),
+                              pb.Event(type=pb.Event.OUTPUT))],
+                            [pb.Context(id=run_id, type_id=run_type, name="run-a")])
+    del store
+    assert main(["report", "--output-dir", str(tmp_path), "--to", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == (f"warning: 1 of the run's artifact folders are gone (first: {gone}); "
+                           "the report lacks what they held")
+    assert (f"**1 of the run's 2 artifact folders are gone** (first: `{gone}`)"
+            in (tmp_path / "r" / "report.md").read_text())
+
+
 def test_a_bucket_data_dir_is_refused_not_made_local(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, line = run(capsys, "--data-dir", "gs://bucket/cifar10", "--output-dir",
