@@ -28,7 +28,7 @@ from modules import contract
 @click.option("--quiet", is_flag=True, help="no progress messages")
 def download_command(dest: str, url: str, md5: str, size: int | None, timeout: float,
                      quiet: bool) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     try:
         dl.check_url(url)  # a flag error: nothing is created before it is refused
     except dl.DownloadError as error:

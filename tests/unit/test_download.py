@@ -326,6 +326,19 @@ def test_module_runs_as_script(tmp_path):
     )
     assert proc.returncode == 1
     assert "--data-dir" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("downloading http://127.0.0.1:")
+
+
+def test_quiet_failure_is_the_error_line_alone(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "download", "--dest", str(tmp_path / "d"),
+         "--url", _closed_port_url(), "--timeout", "5", "--quiet"],
+        capture_output=True, text=True, timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: could not reach http://127.0.0.1:")
 
 
 # Issues #16 and #20: the downloader's own faults, each one line naming what is wrong.
