@@ -47,6 +47,8 @@ def _predictions(probabilities: np.ndarray, sources: Sequence) -> list[Predictio
 def newest_version(path: str, model_file: str) -> str:
     """`path` itself when it holds `model_file`, else its newest integer version that does."""
     fs = model_base.filesystem_for(path)
+    if not fs.exists(path):
+        raise InputError(f"{path}: no such file or folder")
     if fs.exists(fs.join(path, model_file)):
         return path
     versions = model_base.list_versions(path, fs, containing=model_file)

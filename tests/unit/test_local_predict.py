@@ -65,6 +65,8 @@ def test_a_base_path_means_its_newest_finished_version(base_path):
     assert local_models.SavedModelBackend(str(base_path)).path == str(base_path / "3")
     with pytest.raises(InputError, match="neither a model"):
         local_models.SavedModelBackend(str(base_path / "1"))
+    with pytest.raises(InputError, match=f"^{base_path / '9'}: no such file or folder$"):
+        local_models.SavedModelBackend(str(base_path / "9"))
 
 
 class _OtherModel(tf.Module):
