@@ -58,6 +58,21 @@ def _exclusive(**given: Any) -> None:
         raise usage_error(f"argument {named[1]}: not allowed with argument {named[0]}")
 
 
+def _check_output_is_no_input(output: str, paths: Sequence[str]) -> None:
+    """--output must not overwrite an image it reads: one of the PATHs, or an image file in one
+    of the PATH folders (a CSV there, new or from an earlier call, is fine)."""
+    from serving.client import IMAGE_EXTENSIONS
+
+    target = os.path.realpath(output)
+    for path in paths:
+        given = os.path.realpath(path)
+        inside = os.path.isdir(given) and os.path.dirname(target) == given \
+            and os.path.splitext(target)[1].lower() in IMAGE_EXTENSIONS
+        if target == given or inside:
+            raise usage_error(f"argument --output: {output} is {'in ' if inside else ''}"
+                              f"{path}, an input; write the predictions elsewhere")
+
+
 @click.command("predict", cls=UnknownOptionsCommand,
                short_help="classify images with a model behind TF Serving, or a local one",
                help="Classify 32x32 RGB PNG/JPEG/WebP files with the model behind TF Serving, "
@@ -101,6 +116,8 @@ def predict_command(paths: tuple[str, ...], rest: str | None, grpc: str | None,
                     output_format: str, output: str | None, resize: bool) -> int:
     _exclusive(rest=rest, grpc=grpc, saved_model=saved_model, tflite=tflite)
     _exclusive(version=version, label=label)
+    if output:
+        _check_output_is_no_input(output, paths)
     # A local model is the folder given (a base path: its newest version); TF Serving's
     # version and label would be silently ignored.
     _exclusive(**{"saved_model": saved_model} if saved_model else {"tflite": tflite},

@@ -90,6 +90,23 @@ def test_usage_errors_are_one_line_with_status_2(argv, message, capsys):
     assert message in _one_error_line(capsys)
 
 
+def test_predict_output_never_overwrites_an_input(tmp_path, capsys):
+    """`--output images/a.png` replaced the picture with a CSV."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"an image")
+    for given, output, where in ((images, images / "a.png", "in "),
+                                 (images / "a.png", images / "a.png", "")):
+        assert main(["predict", str(given), "--saved-model", "m", "--output", str(output)]) == 2
+        assert (f"argument --output: {output} is {where}{given}, an input; write the "
+                f"predictions elsewhere") in _one_error_line(capsys)
+    assert (images / "a.png").read_bytes() == b"an image"
+    (images / "p.csv").write_text("an earlier call's predictions")  # not an input: allowed
+    assert main(["predict", str(images), "--saved-model", str(tmp_path / "none"),
+                 "--output", str(images / "p.csv")]) == 1
+    assert "no such file or folder" in _one_error_line(capsys)  # it got past the check
+
+
 # --- issue #16: one set of rules for run and compile-kfp -------------------------------------
 
 @pytest.mark.parametrize("command, output_flag", [(["run"], "--output-dir"),
