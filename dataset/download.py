@@ -79,7 +79,18 @@ def download_cifar10(
     since a file with a wrong checksum cannot be trusted as a prefix to resume from.
     """
     check_url(url)
+    new_dest = not os.path.exists(os.path.abspath(os.path.expanduser(dest_dir)))
     dest = prepare_dest(dest_dir)
+    try:
+        return _download_into(dest, url, expected_md5, expected_size, timeout, progress)
+    except DownloadError:
+        if new_dest and not os.listdir(dest):  # nothing to resume: no empty folder left
+            os.rmdir(dest)
+        raise
+
+
+def _download_into(dest: str, url: str, expected_md5: str, expected_size: int | None,
+                   timeout: float, progress: bool) -> str:
     folder = os.path.join(dest, contract.BATCHES_DIR)
     expected_md5 = expected_md5.strip().lower()
 

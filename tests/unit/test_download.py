@@ -180,7 +180,7 @@ def test_wrong_checksum(tmp_path, server, good_archive):
     msg = str(err.value)
     assert _md5(good) in msg and _md5(state.payload) in msg
     assert "cifar-10-binary.tar.gz" in msg and "retry" in msg
-    assert sorted(os.listdir(dest)) == []
+    assert not dest.exists()  # the bad archive removed, and the folder this call made
 
 
 def test_interrupted_download_resumes(tmp_path, server, good_archive):
@@ -307,6 +307,10 @@ def test_main_unreachable_url(tmp_path, capsys):
     assert rc == 1 and out == ""
     assert err.startswith("error: ") and "--data-dir" in err and "could not be reached" in err
     assert "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # the --dest it made, empty, is gone again
+    (tmp_path / "mine").mkdir()  # a folder that was there stays
+    assert main(["--dest", str(tmp_path / "mine"), "--url", _closed_port_url()]) == 1
+    assert os.listdir(tmp_path) == ["mine"]
 
 
 def test_main_success_prints_folder(tmp_path, server, capsys):
