@@ -198,11 +198,10 @@ class InterruptGuard:
         finally:
             signal.signal(signal.SIGINT, self._previous)
             sys.unraisablehook = self._unraisable_hook
-            threading.excepthook = self._thread_hook
-            if self._pressed.is_set():
-                leftovers = [thread for thread in threading.enumerate()
-                             if thread not in self._threads_before]
-                threading.excepthook = _quiet_for(leftovers, self._thread_hook)
+            leftovers = [thread for thread in threading.enumerate()
+                         if thread not in self._threads_before]
+            threading.excepthook = (_quiet_for(leftovers, self._thread_hook)
+                                    if self._pressed.is_set() else self._thread_hook)
             for handler in self._handlers:
                 handler.removeFilter(self._filter)
 

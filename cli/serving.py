@@ -120,8 +120,8 @@ def predict_command(paths: tuple[str, ...], rest: str | None, grpc: str | None,
         _check_output_is_no_input(output, paths)
     # A local model is the folder given (a base path: its newest version); TF Serving's
     # version and label would be silently ignored.
-    _exclusive(**{"saved_model": saved_model} if saved_model else {"tflite": tflite},
-               version=version, label=label)
+    _exclusive(saved_model=saved_model, version=version, label=label)
+    _exclusive(tflite=tflite, version=version, label=label)
     # TensorFlow is imported only to build gRPC tensors: hide its C++ start-up noise (CUDA
     # probing on CPU machines). Our own retry warnings stay visible.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

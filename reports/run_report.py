@@ -220,7 +220,7 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
                      f"{_seconds((max(ended) - min(started)) / 1000.0)} wall time")
     items.append(f"Report written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}")
     doc.bullets(items)
-    missing, recorded = view.missing_artifacts()
+    missing, recorded = view.missing_artifacts
     if missing:
         doc.para(f"**{len(missing)} of the run's {recorded} artifact folders are gone** "
                  f"(first: `{missing[0]}`): the figures read from them are missing below. "
@@ -716,5 +716,5 @@ def write_report(output_dir: str, run_id: str | None = None, to: str | None = No
     with open(paths["html"], "w") as f:
         f.write(to_html(doc, to, f"CIFAR-10 pipeline run {view.run.name}"))
     paths["images"] = [os.path.join(to, name) for name in doc.images]
-    paths["missing_artifacts"] = view.missing_artifacts()[0]
+    paths["missing_artifacts"] = view.missing_artifacts[0]
     return paths

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 from ml_metadata.metadata_store import metadata_store
@@ -236,6 +237,7 @@ class RunView:
         """The first artifact a node's execution in this run read under key (or None)."""
         return self._artifact(node, "inputs", key)
 
+    @functools.cached_property
     def missing_artifacts(self) -> tuple[list[str], int]:
         """(local folders of this run's finished outputs that are gone, how many there are):
         ML Metadata records absolute paths, so a moved or cleaned output dir leaves a store
