@@ -202,18 +202,27 @@ def test_report_to_a_file_is_one_line(tmp_path, victim, capsys):
                            "not writable")
 
 
-def test_the_summary_reads_its_own_runs_artifacts(tmp_path):
-    """Two runs in one store: each run's outcome is its own push, not the newest in the store."""
+def _store_with_run_type(path: Path):
+    """(a new ML Metadata store at `path`, the id of its pipeline-run context type)."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     from reports import runs
 
-    path = str(tmp_path / contract.METADATA_FILE)
     connection = pb.ConnectionConfig()
-    connection.sqlite.filename_uri = path
+    connection.sqlite.filename_uri = str(path)
     store = metadata_store.MetadataStore(connection)
-    run_type = store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+    return store, store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+
+
+def test_the_summary_reads_its_own_runs_artifacts(tmp_path):
+    """Two runs in one store: each run's outcome is its own push, not the newest in the store."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from reports import runs
+
+    path = str(tmp_path / contract.METADATA_FILE)
+    store, run_type = _store_with_run_type(Path(path))
     pushed_type = store.put_artifact_type(pb.ArtifactType(name="PushedModel"))
     execution_type = store.put_execution_type(pb.ExecutionType(name="Pusher"))
     for run_id, version in (("run-a", 1), ("run-b", 2)):  # run-b pushes after run-a
@@ -234,15 +243,9 @@ def test_the_summary_reads_its_own_runs_artifacts(tmp_path):
 def test_report_to_a_folder_the_kernel_refuses_is_one_line(tmp_path, capsys):
     """/proc passes the up-front check for root (access() says writable); os.makedirs then
     fails, and the line says what could not be done, not only the errno."""
-    from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from reports import runs
-
-    connection = pb.ConnectionConfig()
-    connection.sqlite.filename_uri = str(tmp_path / contract.METADATA_FILE)
-    store = metadata_store.MetadataStore(connection)
-    run_type = store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+    store, run_type = _store_with_run_type(tmp_path / contract.METADATA_FILE)
     store.put_contexts([pb.Context(type_id=run_type, name="run-a")])
     del store
     assert main(["report", "--output-dir", str(tmp_path), "--to", "/proc/cifar10-report"]) == 1
@@ -255,15 +258,9 @@ def test_report_to_a_folder_the_kernel_refuses_is_one_line(tmp_path, capsys):
 def test_a_report_whose_artifact_folders_are_gone_says_so(tmp_path, capsys):
     """A moved or cleaned output dir: the report said "Blessed and pushed" above empty tables,
     and nothing told why."""
-    from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from reports import runs
-
-    connection = pb.ConnectionConfig()
-    connection.sqlite.filename_uri = str(tmp_path / contract.METADATA_FILE)
-    store = metadata_store.MetadataStore(connection)
-    run_type = store.put_context_type(pb.ContextType(name=runs.PIPELINE_RUN_CONTEXT))
+    store, run_type = _store_with_run_type(tmp_path / contract.METADATA_FILE)
     [run_id] = store.put_contexts([pb.Context(type_id=run_type, name="run-a")])
     kept, gone = tmp_path / "kept", tmp_path / "moved" / "examples"
     kept.mkdir()
