@@ -58,6 +58,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
              {"activation": "relu"}),
     "linear_decay": ("linear decay to 2% of the peak rate instead of cosine",
                      {"lr_schedule": "linear"}),
+    "cutout": ("an 8x8 square of each training image covered with the mean colour (cutout)",
+               {"cutout_size": 8}),
 }
 SERVED_TTA = "flip"  # the serving budget: at most 2 views
 # Marks a row trained over defaults that have changed since: it measured no variant of today's.

@@ -93,6 +93,7 @@ DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     "lookahead_images": 0,
     "whitening_bias_share": 0.3,  # the whitening stem's bias trains for this share of the steps
     "alternating_flip": False,  # mirror each image in every other epoch, not at random
+    "cutout_size": 0,  # >0: cover a random square of this side in each training image
     "lr_schedule": "cosine",  # after the warm-up: cosine, or "linear" decay, both to a 2% floor
 }
 # The Tuner's proxy budget: trials x epochs on a share of `train` (4 x 3 x 0.15 = 1.8 passes

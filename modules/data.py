@@ -1,9 +1,9 @@
 """Input pipelines for the Tuner and the Trainer, and the one reader of the ExampleGen's output.
 
 The ExampleGen's raw tf.Examples are read, run through the Transform graph once, and cached in
-memory as float images; augmentation (random translation by a reflect-padded crop, horizontal flip)
-is applied afresh every epoch on top of the cache, never in Transform, so each epoch sees new
-variants.
+memory as float images; augmentation (random translation by a reflect-padded crop, horizontal flip,
+optionally cutout) is applied afresh every epoch on top of the cache, never in Transform, so each
+epoch sees new variants.
 """
 from __future__ import annotations
 
@@ -83,13 +83,36 @@ def transformed_dataset(file_patterns: Iterable[str], tf_transform_output,
     return dataset.cache()
 
 
+def cutout(images: tf.Tensor, size: int, seed: int | None = None) -> tf.Tensor:
+    """Covers a random size x size square of each image [N, H, W, C] with the batch's mean colour.
+
+    The square's centre is anywhere in the image, so it may hang over an edge (DeVries & Taylor,
+    2017); the mean colour is what a zero is after normalisation, which their cutout fills in.
+    """
+    if size <= 0:
+        return images
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    centres = tf.random.uniform([batch, 2], 0, tf.maximum(height, width), dtype=tf.int32,
+                                seed=seed)
+    centres = tf.minimum(centres, tf.stack([height - 1, width - 1]))
+    top, left = centres[:, 0] - size // 2, centres[:, 1] - size // 2
+    rows = tf.range(height)[tf.newaxis, :]
+    cols = tf.range(width)[tf.newaxis, :]
+    in_rows = (rows >= top[:, tf.newaxis]) & (rows < top[:, tf.newaxis] + size)  # [N, H]
+    in_cols = (cols >= left[:, tf.newaxis]) & (cols < left[:, tf.newaxis] + size)  # [N, W]
+    covered = in_rows[:, :, tf.newaxis, tf.newaxis] & in_cols[:, tf.newaxis, :, tf.newaxis]
+    mean = tf.reduce_mean(images, axis=[0, 1, 2], keepdims=True)
+    return tf.where(covered, mean, images)
+
+
 def augment_batch(images: tf.Tensor, seed: int | None = None,
-                  flips: tf.Tensor | None = None) -> tf.Tensor:
+                  flips: tf.Tensor | None = None, cutout_size: int = 0) -> tf.Tensor:
     """Random translation (reflect-padded crop) and horizontal flip of a batch [N, 32, 32, 3].
 
     Done per batch with gathers rather than per image, so augmentation costs little of the CPU
     that training needs. A small shift suits short schedules better than the classic 4 pixels.
-    `flips` (bool [N]) says which images to mirror; by default each is a coin toss.
+    `flips` (bool [N]) says which images to mirror; by default each is a coin toss. With
+    `cutout_size`, a square of that side is covered too (`cutout`).
     """
     pad = TRANSLATE_PIXELS
     batch = tf.shape(images)[0]
@@ -103,24 +126,26 @@ def augment_batch(images: tf.Tensor, seed: int | None = None,
         flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
     else:
         flip = tf.reshape(flips, [batch, 1, 1, 1])
-    return tf.where(flip, tf.reverse(shifted, axis=[2]), shifted)
+    return cutout(tf.where(flip, tf.reverse(shifted, axis=[2]), shifted), cutout_size, seed)
 
 
 def make_batches(dataset: tf.data.Dataset, batch_size: int, training: bool,
-                 seed: int | None = None) -> tf.data.Dataset:
+                 seed: int | None = None, cutout_size: int = 0) -> tf.data.Dataset:
     """Shuffles and augments (training only), then batches with one-hot labels."""
     if training:
         dataset = dataset.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if training:
-        dataset = dataset.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda x, y: (augment_batch(x, cutout_size=cutout_size), y),
+                              num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, contract.NUM_CLASSES)),
                           num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 
 
 def training_batches(dataset: tf.data.Dataset, num_examples: int, batch_size: int,
-                     seed: int | None = None, alternating_flip: bool = False) -> tf.data.Dataset:
+                     seed: int | None = None, alternating_flip: bool = False,
+                     cutout_size: int = 0) -> tf.data.Dataset:
     """The endless stream of augmented training batches that the Tuner and the Trainer fit on.
 
     With `alternating_flip`, each image is mirrored at random in the first epoch and then in
@@ -128,7 +153,8 @@ def training_batches(dataset: tf.data.Dataset, num_examples: int, batch_size: in
     which random flips leave to chance (airbench's "derandomized" flip).
     """
     if not alternating_flip:
-        return make_batches(dataset, batch_size, training=True, seed=seed).repeat()
+        return make_batches(dataset, batch_size, training=True, seed=seed,
+                            cutout_size=cutout_size).repeat()
     first_flip_seed = tf.constant(0 if seed is None else seed, tf.int64)
 
     def with_flip(position: tf.Tensor, item):
@@ -143,7 +169,7 @@ def training_batches(dataset: tf.data.Dataset, num_examples: int, batch_size: in
               .enumerate()
               .map(with_flip, num_parallel_calls=AUTOTUNE)
               .batch(batch_size, drop_remainder=True)
-              .map(lambda x, y, flips: (augment_batch(x, flips=flips),
+              .map(lambda x, y, flips: (augment_batch(x, flips=flips, cutout_size=cutout_size),
                                         tf.one_hot(y, contract.NUM_CLASSES)),
                    num_parallel_calls=AUTOTUNE))
     return stream.prefetch(AUTOTUNE)

@@ -55,4 +55,4 @@ def test_an_unknown_variant_is_one_line(tmp_path):
     assert process.stderr.strip().splitlines() == [
         "error: --variants: unknown bigger; choose from defaults, ema, lookahead, "
         "lookahead_1280, frozen_whitening_bias, alternating_flip, wide_stage2, ema+flip+wide, "
-        "relu, linear_decay."]
+        "relu, linear_decay, cutout."]

@@ -58,3 +58,29 @@ def test_alternating_flip_mirrors_each_image_in_every_other_epoch():
     assert 0 < flipped[0].sum() < count  # the first epoch is random
     for epoch in range(1, epochs):
         np.testing.assert_array_equal(flipped[epoch], ~flipped[epoch - 1])
+
+
+def test_cutout_covers_one_square_of_each_image_with_the_mean_colour():
+    images = np.random.default_rng(6).random((64, *contract.IMAGE_SHAPE)).astype("float32")
+    size = 8
+    covered = data.cutout(tf.constant(images), size, seed=2).numpy()
+    mean = images.mean(axis=(0, 1, 2))
+    hanging_over = 0
+    for original, result in zip(images, covered, strict=True):
+        changed = np.any(result != original, axis=-1)
+        rows, cols = np.nonzero(changed)
+        assert 0 < len(rows) <= size * size
+        top, left, bottom, right = rows.min(), cols.min(), rows.max(), cols.max()
+        # one axis-aligned square (cut by the edges), all of it the mean colour
+        assert changed[top:bottom + 1, left:right + 1].all()
+        assert len(rows) == (bottom - top + 1) * (right - left + 1)
+        assert bottom - top < size and right - left < size
+        np.testing.assert_allclose(result[changed], np.broadcast_to(mean, (len(rows), 3)),
+                                   rtol=1e-5)
+        hanging_over += len(rows) < size * size
+    assert 0 < hanging_over < len(images)  # squares cut by an edge and whole ones both occur
+
+
+def test_no_cutout_leaves_the_batch_alone():
+    images = np.random.default_rng(7).random((4, *contract.IMAGE_SHAPE)).astype("float32")
+    np.testing.assert_array_equal(data.cutout(tf.constant(images), 0).numpy(), images)
