@@ -47,13 +47,18 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     if not os.path.exists(metadata_path):
         raise FileNotFoundError(f"No ML Metadata database at {metadata_path}; "
                                 f"run the pipeline first.")
-    if os.path.getsize(metadata_path) == 0:  # created, never written: a read-only open fails
-        raise FileNotFoundError(f"No pipeline run in {metadata_path} yet (an empty ML Metadata "
-                                f"database); run the pipeline first.")
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    try:
+        return metadata_store.MetadataStore(config)
+    except RuntimeError as error:
+        # No tables yet (a zero-byte file, or SQLite that was never given any): ML Metadata
+        # would create them, which a read-only connection cannot. A new store, not a bad one.
+        if "readonly database" not in str(error) or "CREATE TABLE" not in str(error):
+            raise
+    raise FileNotFoundError(f"No pipeline run in {metadata_path} yet (an empty ML Metadata "
+                            f"database); run the pipeline first.")
 
 
 def custom_value(entity, key: str):

@@ -323,11 +323,14 @@ def test_report_on_a_database_that_is_not_ml_metadata_is_one_line(tmp_path, caps
         "Metadata's Artifact, Context, Event, Execution, MLMDEnv, Type tables): move it away to "
         "start a new store (the cache and run history start over), or use another --output-dir")
 
-    store.write_bytes(b"")  # created and never written: no run yet, not an error of the file
-    assert main(["report", "--output-dir", str(tmp_path), *extra]) == 1
-    _, err = capsys.readouterr()
-    assert err.strip() == (f"error: No pipeline run in {store} yet (an empty ML Metadata "
-                           "database); run the pipeline first.")
+    # Created and never written, or SQLite without a table: no run yet, not an error of the file.
+    for empty in (lambda: store.write_bytes(b""),
+                  lambda: _sqlite_with(store, "CREATE TABLE t (x)", "DROP TABLE t")):
+        empty()
+        assert main(["report", "--output-dir", str(tmp_path), *extra]) == 1
+        _, err = capsys.readouterr()
+        assert err.strip() == (f"error: No pipeline run in {store} yet (an empty ML Metadata "
+                               "database); run the pipeline first.")
 
 
 def test_a_store_missing_one_of_its_tables_is_refused_by_the_run(tmp_path, data_dir, capsys):
@@ -344,9 +347,13 @@ def test_a_store_missing_one_of_its_tables_is_refused_by_the_run(tmp_path, data_
 
 
 def test_an_empty_store_file_is_a_new_store_to_the_run(tmp_path):
-    """A zero-byte metadata.sqlite (touched, or left by a crash at creation) holds no run."""
+    """A zero-byte metadata.sqlite (touched, or left by a crash at creation), or one that SQLite
+    wrote no table into, holds no run."""
     store = tmp_path / contract.METADATA_FILE
     store.write_bytes(b"")
+    assert run_module._run_ids(str(store)) == []  # noqa: SLF001
+    _sqlite_with(store, "PRAGMA user_version = 1")
+    assert store.stat().st_size > 0
     assert run_module._run_ids(str(store)) == []  # noqa: SLF001
 
 
