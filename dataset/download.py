@@ -196,9 +196,9 @@ def _unreachable_message(url: str, exc: BaseException) -> str:
     where = "the official CIFAR-10 site" if url == OFFICIAL_URL else "that server"
     return (
         f"could not reach {urls.redact(url)} ({reason}): {where} could not be reached from "
-        "this machine (no network, a proxy or a firewall?). You can instead pass an "
-        "already-unpacked copy of the data set to the pipeline with --data-dir, for example "
-        "the folder that `python ../shared/datasets/cifar10/build_cifar10.py --out DIR` writes."
+        "this machine (no network, a proxy or a firewall?). Give --url a mirror you can reach, "
+        "or fetch cifar-10-binary.tar.gz where you can, unpack it (tar xzf) and pass the "
+        "folder holding cifar-10-batches-bin/ to the pipeline with --data-dir."
     )
 
 
