@@ -189,6 +189,10 @@ class PipelineConfig:
         for setting, ok, message in checks:
             if not ok:
                 raise ConfigError(setting, getattr(self, setting), message)
+        stray = stray_beam_arg(self.beam_args)
+        if stray is not None:
+            raise ConfigError("beam_args", stray, "a Beam argument is a --flag or the value "
+                              "after one (Beam drops anything else); write --flag=value")
         self._validate_paths()
         self._validate_batch_size()
 
@@ -354,6 +358,18 @@ def filesystem_available(url: str) -> bool:
 
 # Tables every ML Metadata SQLite store has; a database with other tables and not these is not one.
 MLMD_TABLES = frozenset({"Type", "Artifact", "Execution", "Context", "Event", "MLMDEnv"})
+
+
+def stray_beam_arg(beam_args: tuple[str, ...] | list[str]) -> str | None:
+    """The first Beam argument that Beam's option parser would discard with only a log line: one
+    that is not a --flag and does not follow a --flag given without `=` (`--runner X`)."""
+    previous = None
+    for arg in beam_args:
+        takes_value = previous is not None and previous.startswith("--") and "=" not in previous
+        if not arg.startswith("--") and not takes_value:
+            return arg
+        previous = arg if arg.startswith("--") else None
+    return None
 
 
 def metadata_problem(path: str | None) -> str | None:

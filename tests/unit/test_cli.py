@@ -119,6 +119,31 @@ def test_negative_beam_workers_is_refused(command, output_flag, capsys, tmp_path
     assert os.listdir(tmp_path) == []  # nothing downloaded, run or compiled
 
 
+@pytest.mark.parametrize("command, output_flag", [(["run"], "--output-dir"),
+                                                  (KFP_BASE, "--output")])
+def test_a_beam_arg_that_beam_would_drop_is_refused(command, output_flag, capsys, tmp_path):
+    """Beam's option parser discards a bare word with a log line; the user's setting was lost."""
+    output = str(tmp_path / "out")
+    assert main([*command, "--beam-arg", "--runner", "--beam-arg", "DirectRunner",
+                 "--beam-arg", "disk_size_gb=50", output_flag, output]) == 2
+    assert _one_error_line(capsys) == (
+        "error: --beam-arg disk_size_gb=50: a Beam argument is a --flag or the value after one "
+        "(Beam drops anything else); write --flag=value")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, stray", [
+    (["--runner", "DirectRunner", "x"], "x"), (["--direct_num_workers=2", "b"], "b"),
+    (["c"], "c"), (["--direct_num_workers=2", "--runner", "DirectRunner"], None)])
+def test_a_stray_beam_arg_is_what_beams_own_parser_discards(args, stray, caplog):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    assert configs.stray_beam_arg(args) == stray
+    with caplog.at_level("WARNING"):
+        PipelineOptions(args).get_all_options()
+    assert ("Discarding unparseable args" in caplog.text) == (stray is not None)
+
+
 @pytest.mark.parametrize("command", [["run"], KFP_BASE])
 def test_missing_hyperparameters_dir_is_refused(command, capsys, tmp_path):
     missing = tmp_path / "no-such-search"
