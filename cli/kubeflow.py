@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ import click
 
 from cli import core, logs, options, targets
 from cli.core import Command, Float, Int, Option, usage_error
-from modules import contract
+from modules import contract, urls
 from pipeline import beam, configs
 
 # Where the Dockerfile puts the sources (WORKDIR /pipeline): the schema as the image holds it.
@@ -205,6 +206,12 @@ def validate(args: argparse.Namespace) -> None:
     _required(args, "pipeline_root", "gs://BUCKET/cifar10/pipeline_root")
     _required(args, "data_root", "gs://BUCKET/cifar10/data")
     _required(args, "image", "us-docker.pkg.dev/PROJECT/REPO/cifar10-tfx:TAG")
+    for name in ("pipeline_root", "data_root", "serving_dir", "tflite_dir", "schema_file"):
+        value = getattr(args, name)
+        if value and not urls.is_url(value) and not posixpath.isabs(value):
+            raise usage_error(f"--{name.replace('_', '-')} {value!r} is a relative path, which "
+                              "every step would take inside its own container; give a gs:// "
+                              "URL or an absolute path as the steps see it")
     if args.beam_runner not in beam.BEAM_RUNNERS:
         raise usage_error(f"unknown Beam runner {args.beam_runner!r}: choose one of "
                           f"{', '.join(beam.BEAM_RUNNERS)}")

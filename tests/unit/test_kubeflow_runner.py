@@ -399,6 +399,12 @@ BASE = ["--pipeline-root", ROOT, "--data-root", DATA, "--image", IMAGE]
      "--beam-runner dataflow needs a gs:// --data-root"),
     ([*BASE, "--beam-runner", "dataflow"], {},
      "--beam-runner dataflow needs --project (or CIFAR10_GCP_PROJECT) and --region"),
+    ([*BASE, "--schema-file", "pipeline/schema/schema.pbtxt"], {},
+     "--schema-file 'pipeline/schema/schema.pbtxt' is a relative path, which every step would "
+     "take inside its own container; give a gs:// URL or an absolute path as the steps see it"),
+    (["--pipeline-root", "root", "--data-root", DATA, "--image", IMAGE], {},
+     "--pipeline-root 'root' is a relative path"),
+    (BASE, {"CIFAR10_SERVING_DIR": "serving"}, "--serving-dir 'serving' is a relative path"),
     ([*BASE, "--beam-runner", "dataflow", "--project", "p"], {},
      "--beam-runner dataflow needs --region (or CIFAR10_GCP_REGION)"),
     ([*BASE, "--beam-runner", "samza"], {}, "unknown Beam runner 'samza'"),
