@@ -28,9 +28,15 @@ from modules import contract, urls
 DEFAULT_REST_URL = "http://localhost:8501"
 
 
+def _one_line(text: str) -> str:
+    """The text as it is, or with its control characters escaped (a newline in a file name
+    would otherwise start a row of its own)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def format_table(predictions: Sequence[Any]) -> str:
     """path, class and confidence columns, one row per image."""
-    rows = [(str(p.source), p.class_name, f"{p.confidence:.3f}") for p in predictions]
+    rows = [(_one_line(str(p.source)), p.class_name, f"{p.confidence:.3f}") for p in predictions]
     header = ("path", "class", "confidence")
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(3)]
     return "\n".join("  ".join((r[0].ljust(widths[0]), r[1].ljust(widths[1]),

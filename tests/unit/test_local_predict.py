@@ -150,3 +150,17 @@ def test_cli_predict_with_the_local_saved_model(base_path, folder, tmp_path, cap
     shown = capsys.readouterr().err + caplog.text
     assert all(name in shown for name in ("c_large.png", "d_broken.jpg", "e_readme.txt"))
     assert main(["predict", str(folder), "--saved-model", str(base_path), "--tflite", "x"]) == 2
+
+
+def test_the_table_keeps_one_row_per_image_whatever_the_file_names(base_path, tmp_path, capsys):
+    from cli.main import main
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in ("plain.png", "two\nlines.png", "tab\there.png"):
+        Image.new("RGB", (32, 32), (200, 10, 10)).save(folder / name)
+    assert main(["predict", str(folder), "--saved-model", str(base_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4  # the header and three rows
+    assert any(line.startswith(f"{folder}/two\\nlines.png ") for line in lines)
+    assert any(line.startswith(f"{folder}/tab\\there.png ") for line in lines)
