@@ -12,9 +12,11 @@ size and seed, so only the lever differs; `--seeds` repeats each variant with ot
 measures the noise between two runs of the same variant. The exported SavedModel is then scored
 on every image of `test_batch.bin` through its `serving_pixels` signature with 2 views (the image
 and its mirror), and the Keras model alone with 1 view. A short budget ranks levers cheaply; it is
-not the full 18-epoch figure (benchmarks/RESULTS.md). The machine and its load go beside the
-figures: the cores are shared. Rows already measured for the same budget are kept: a stopped run
-resumes, and a run with new variants or seeds adds rows.
+not the full 18-epoch figure (benchmarks/RESULTS.md). A lever worth the time is measured on that
+full budget too, in a results dir of its own: `--epochs 18 --results-dir
+benchmarks/ablations_full_budget` (its page says "on the full budget"). The machine and its load
+go beside the figures: the cores are shared. Rows already measured for the same budget are kept: a
+stopped run resumes, and a run with new variants or seeds adds rows.
 """
 from __future__ import annotations
 

@@ -505,12 +505,13 @@ def load_text(record: dict) -> str:
 
 def add_ablations(doc: Document, ablations: dict) -> None:
     """benchmarks/ablations.py's table: each lever's parameters, time and accuracy beside the
-    defaults trained with the same seed, on one fixed short budget; then how far apart two seeds
-    of one variant land (the noise a lever must beat)."""
+    defaults trained with the same seed, on one fixed budget (short, or the pipeline's full one);
+    then how far apart two seeds of one variant land (the noise a lever must beat)."""
     variants = ablations["variants"]
     by_key = {(v["variant"], v.get("seed")): v for v in variants}
     first_defaults = next((v for v in variants if v["variant"] == "defaults"), None)
-    doc.heading(2, "Ablations on a short budget (issue #17)")
+    budget = "the full" if ablations["epochs"] >= contract.DEFAULT_EPOCHS else "a short"
+    doc.heading(2, f"Ablations on {budget} budget (issue #17)")
     doc.para(f"Completed {ablations['date']} on {machine_text(ablations['machine'])} with "
              f"`{ablations['command']}`, which keeps the rows earlier runs measured for the same "
              f"budget (each row's own date and load are in `{ABLATIONS_JSON}`): "

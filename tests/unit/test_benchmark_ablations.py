@@ -24,9 +24,9 @@ def _variant(name: str, seconds: float, two_views: float, **extra) -> dict:
             **extra}
 
 
-def _page(variants: list[dict]) -> str:
+def _page(variants: list[dict], epochs: int = 4) -> str:
     ablations = {"date": "2026-11-29 07:00 UTC", "command": "python benchmarks/ablations.py",
-                 "machine": MACHINE, "epochs": 4, "batch_size": 256, "variants": variants}
+                 "machine": MACHINE, "epochs": epochs, "batch_size": 256, "variants": variants}
     doc = Document()
     benchmark_page.add_ablations(doc, ablations)
     return doc.to_markdown()
@@ -46,6 +46,12 @@ def test_each_variant_reads_against_the_defaults():
     assert "| defaults | lever defaults | 42 | 829,368 | 10.0 min | 1.00x |" in page
     assert "One seed per variant" in page
     assert "marked *" not in page  # both rows on hosts of one speed
+
+
+def test_a_table_on_the_pipelines_own_budget_says_so():
+    page = _page([_variant("defaults", 600.0, 0.80, seed=42)], epochs=contract.DEFAULT_EPOCHS)
+    assert "## Ablations on the full budget (issue #17)" in page
+    assert f"{contract.DEFAULT_EPOCHS} epochs at batch 256" in page
 
 
 def test_a_time_ratio_across_hosts_of_other_speeds_is_marked():
