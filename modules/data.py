@@ -92,9 +92,8 @@ def cutout(images: tf.Tensor, size: int, seed: int | None = None) -> tf.Tensor:
     if size <= 0:
         return images
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-    centres = tf.random.uniform([batch, 2], 0, tf.maximum(height, width), dtype=tf.int32,
-                                seed=seed)
-    centres = tf.minimum(centres, tf.stack([height - 1, width - 1]))
+    sides = tf.cast(tf.stack([height, width]), tf.float32)
+    centres = tf.cast(tf.random.uniform([batch, 2], seed=seed) * sides, tf.int32)
     top, left = centres[:, 0] - size // 2, centres[:, 1] - size // 2
     rows = tf.range(height)[tf.newaxis, :]
     cols = tf.range(width)[tf.newaxis, :]

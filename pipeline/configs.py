@@ -363,12 +363,14 @@ MLMD_TABLES = frozenset({"Type", "Artifact", "Execution", "Context", "Event", "M
 def stray_beam_arg(beam_args: tuple[str, ...] | list[str]) -> str | None:
     """The first Beam argument that Beam's option parser would discard with only a log line: one
     that is not a --flag and does not follow a --flag given without `=` (`--runner X`)."""
-    previous = None
+    open_flag = False  # the previous argument was a --flag without `=`: this one may be its value
     for arg in beam_args:
-        takes_value = previous is not None and previous.startswith("--") and "=" not in previous
-        if not arg.startswith("--") and not takes_value:
+        if arg.startswith("--"):
+            open_flag = "=" not in arg
+        elif open_flag:
+            open_flag = False
+        else:
             return arg
-        previous = arg if arg.startswith("--") else None
     return None
 
 
