@@ -30,7 +30,7 @@ DEFAULT_REST_URL = "http://localhost:8501"
 
 def _one_line(text: str) -> str:
     """The text as it is, or with its control characters escaped (a newline in a file name
-    would otherwise start a row of its own)."""
+    would otherwise start a row or a log line of its own)."""
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
@@ -152,7 +152,7 @@ def predict_command(paths: tuple[str, ...], rest: str | None, grpc: str | None,
     except (ServingError, ValueError, OSError) as error:
         raise Failure(urls.redact_text(str(error))) from None
     for entry in predictions.skipped:
-        logging.getLogger("cifar10_tfx.predict").warning("skipped %s", entry)
+        logging.getLogger("cifar10_tfx.predict").warning("skipped %s", _one_line(str(entry)))
     try:
         with (open(output, "w", newline="") if output
               else contextlib.nullcontext(sys.stdout)) as out:

@@ -152,15 +152,20 @@ def test_cli_predict_with_the_local_saved_model(base_path, folder, tmp_path, cap
     assert main(["predict", str(folder), "--saved-model", str(base_path), "--tflite", "x"]) == 2
 
 
-def test_the_table_keeps_one_row_per_image_whatever_the_file_names(base_path, tmp_path, capsys):
+def test_one_row_and_one_log_line_per_file_whatever_the_file_names(base_path, tmp_path, capsys,
+                                                                    caplog):
     from cli.main import main
 
     folder = tmp_path / "odd"
     folder.mkdir()
     for name in ("plain.png", "two\nlines.png", "tab\there.png"):
         Image.new("RGB", (32, 32), (200, 10, 10)).save(folder / name)
+    (folder / "bad\nname.png").write_bytes(b"not an image")
     assert main(["predict", str(folder), "--saved-model", str(base_path)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    skipped = [line for line in (err + caplog.text).splitlines() if "skipped" in line]
+    assert len(skipped) == 1 and f"{folder}/bad\\nname.png" in skipped[0], skipped
     assert len(lines) == 4  # the header and three rows
     assert any(line.startswith(f"{folder}/two\\nlines.png ") for line in lines)
     assert any(line.startswith(f"{folder}/tab\\there.png ") for line in lines)
