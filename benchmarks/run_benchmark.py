@@ -486,7 +486,8 @@ def machine_description() -> dict:
 
 # The host-speed probe: training steps of a fixed network (today's default block widths and
 # activation at the time it was written), so that its figure means the same in every run.
-SPEED_PROBE_HPARAMS = {"base_filters": 64, "stage2_width": 2.0, "activation": "gelu"}
+SPEED_PROBE_HPARAMS = {"base_filters": 64, "stage2_width": 2.0, "activation": "gelu",
+                       "compute_dtype": "float32"}
 SPEED_PROBE_BATCH, SPEED_PROBE_STEPS = 256, 8
 
 

@@ -95,6 +95,10 @@ DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     "alternating_flip": False,  # mirror each image in every other epoch, not at random
     "cutout_size": 0,  # >0: cover a random square of this side in each training image
     "lr_schedule": "cosine",  # after the warm-up: cosine, or "linear" decay, both to a 2% floor
+    # "bfloat16": mixed precision, ~0.7x the Trainer's time on a CPU with native bfloat16 but
+    # 0.2-0.9 points lower on the full budget (benchmarks/ablations_full_budget); "auto": bfloat16
+    # where the CPU computes it natively, float32 elsewhere.
+    "compute_dtype": "float32",
 }
 # The Tuner's proxy budget: trials x epochs on a share of `train` (4 x 3 x 0.15 = 1.8 passes
 # over train, against the Trainer's 18). Each trial's start-up and per-epoch evaluation add to

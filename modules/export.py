@@ -362,11 +362,30 @@ def write_warmup_requests(export_dir: str, sample_images: Sequence[bytes],
     return path
 
 
+def float32_twin(model):
+    """The model computing in float32, with the same weights: a network trained in mixed
+    precision (`compute_dtype` bfloat16) is exported in float32, since TF Serving's and
+    TFLite's hosts need not compute bfloat16. A float32 model is returned as it is."""
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer):
+        return type(layer).from_config({**layer.get_config(), "dtype": "float32"})
+
+    twin = keras.models.clone_model(model, clone_function=float32_layer)
+    trained = {variable.path: variable for variable in model.weights}
+    for variable in twin.weights:
+        variable.assign(trained[variable.path])
+    return twin
+
+
 def save_serving_model(model, tf_transform_output, export_dir: str,
                        tta: str | ServingViews) -> None:
     """The SavedModel alone, with its three signatures: what the Pusher ships, and what the
     benchmarks time when they export a trained network again."""
-    module = ServingModule(model, tf_transform_output, tta)
+    module = ServingModule(float32_twin(model), tf_transform_output, tta)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
 
 
@@ -376,6 +395,7 @@ def export_serving_model(model, tf_transform_output, model_uri: str,
     """Writes both exports of a Model artifact: the SavedModel with its three signatures and
     warmup records, and the Keras model with its export settings."""
     check_transform_matches(tf_transform_output, sample_images)
+    model = float32_twin(model)
     export_dir = serving_model_dir(model_uri)
     save_serving_model(model, tf_transform_output, export_dir, tta)
     write_warmup_requests(export_dir, sample_images)

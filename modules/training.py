@@ -331,6 +331,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(seed)
     batch_size = int(settings["batch_size"])
     hparams = _hyperparameters(fn_args)
+    hparams["compute_dtype"] = model_lib.compute_dtype(hparams)  # "auto" resolved, as recorded
     tf_transform_output, train, evaluation, num_train = _datasets(fn_args, batch_size)
     steps = _steps_per_epoch(settings, num_train)
     epochs = int(settings["epochs"])
@@ -362,6 +363,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             # Every worker sees the same unshuffled, unaugmented batches: equal statistics.
             model_lib.recalibrate_batchnorm(
                 model, data.make_batches(train, batch_size, training=False).repeat())
+        with strategy.scope():  # flip_if_unsure's threshold comes from the served numerics
+            model = export.float32_twin(model)
         fingerprints = weights_fingerprints(model)
         log.info("Weights fingerprints (equal on every worker): %s", json.dumps(fingerprints))
         views = export.calibrated_views(model, settings["test_time_augmentation"],

@@ -34,7 +34,8 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
 ORIGIN_NAMES = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
 SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
 # Levers added after runs were first recorded: a record without one trained it off.
-PREDATED_LEVERS_OFF = {"lookahead_images": 0, "whitening_bias_share": 0.0, "cutout_size": 0}
+PREDATED_LEVERS_OFF = {"lookahead_images": 0, "whitening_bias_share": 0.0, "cutout_size": 0,
+                       "compute_dtype": "float32"}
 ROUND_ROBIN = "round-robin"  # serving_costs_timing of runs that timed the rows in turn
 # ... and whose batch-1 calls took the images in turn (before: one image throughout).
 ROUND_ROBIN_IMAGES = "round-robin, images in turn"

@@ -17,19 +17,20 @@ SCRIPT = str(PROJECT_DIR / "benchmarks" / "ablations.py")
 def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, small_cifar10,
                                                             tmp_path):
     # The levers' code paths in run_fn (weight average + BatchNorm recalibration, alternating
-    # flips, a wider middle block) on the shared run's Examples and Transform graph, read-only.
+    # flips, a wider middle block; mixed precision exported in float32) on the shared run's
+    # Examples and Transform graph, read-only.
     def ablate() -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, SCRIPT, "--data-dir", str(small_cifar10),
              "--run-dir", str(trained_pipeline.output_dir), "--epochs", "2", "--batch-size", "64",
-             "--steps-per-epoch", "3", "--variants", "ema+flip+wide",
+             "--steps-per-epoch", "3", "--variants", "ema+flip+wide,bfloat16",
              "--results-dir", str(tmp_path)],
             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=900)
 
     process = ablate()
     assert process.returncode == 0, process.stderr[-4000:]
     report = json.loads((tmp_path / "ablations.json").read_text())
-    (levers,) = report["variants"]  # the defaults' path is the shared run's own
+    levers, mixed = report["variants"]  # the defaults' path is the shared run's own
     assert levers["variant"] == "ema+flip+wide" and levers["seed"] == 42  # the pipeline's
     assert levers["hyperparameters"]["ema_momentum"] == 0.99
     assert levers["hyperparameters"]["alternating_flip"] is True
@@ -38,13 +39,17 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
     assert all(speed > 0 for speed in levers["train_images_per_s"])  # the host, before and after
     assert 0.0 <= levers["accuracy_1_view"] <= 1.0 and 0.0 <= levers["accuracy_2_views"] <= 1.0
     assert "| ema+flip+wide |" in (tmp_path / "ABLATIONS.md").read_text()
+    assert mixed["variant"] == "bfloat16"
+    assert mixed["hyperparameters"]["compute_dtype"] == "bfloat16"
+    assert mixed["parameters"] == 829_368  # the same network, scored through its float32 export
+    assert 0.0 <= mixed["accuracy_2_views"] <= 1.0
 
     # A rerun with the same budget keeps what was measured (a stopped run resumes) and trains
     # only what is new.
     again = ablate()
     assert again.returncode == 0, again.stderr[-4000:]
     assert "ema+flip+wide, seed 42: kept from " in again.stdout
-    assert json.loads((tmp_path / "ablations.json").read_text())["variants"] == [levers]
+    assert json.loads((tmp_path / "ablations.json").read_text())["variants"] == [levers, mixed]
 
 
 def test_an_unknown_variant_is_one_line(tmp_path):
@@ -55,4 +60,4 @@ def test_an_unknown_variant_is_one_line(tmp_path):
     assert process.stderr.strip().splitlines() == [
         "error: --variants: unknown bigger; choose from defaults, ema, lookahead, "
         "lookahead_1280, frozen_whitening_bias, alternating_flip, wide_stage2, ema+flip+wide, "
-        "relu, linear_decay, cutout."]
+        "relu, linear_decay, cutout, bfloat16."]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import contract, model, training
+from modules import contract, export, model, training
 
 
 def test_output_is_ten_probabilities_per_image():
@@ -67,7 +67,8 @@ def test_linear_schedule_warms_up_then_falls_in_a_line_to_the_floor():
 def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it():
     # The whitening bias stops training mid-fit, the stem leaving the trainable weights: the
     # averages still land on their own variables.
-    hparams = {"base_filters": 8, "ema_momentum": 0.5, "whitening_bias_share": 0.5}
+    hparams = {"base_filters": 8, "ema_momentum": 0.5, "whitening_bias_share": 0.5,
+               "compute_dtype": "float32"}  # bfloat16 would blur the statistics compared
     net = model.compile_model(model.build_model(hparams), hparams, total_steps=4, batch_size=8)
     assert net.optimizer.use_ema
     rng = np.random.default_rng(3)
@@ -224,3 +225,45 @@ def test_compiled_model_saves_and_loads_with_its_optimizer(tmp_path):
     assert isinstance(loaded.optimizer, model.WhitenedNetSGD)
     assert loaded.optimizer.l2 == pytest.approx(contract.DEFAULT_HPARAMS["weight_decay"])
     np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0), atol=1e-5)
+
+
+def test_bfloat16_trains_with_float32_weights_and_exports_a_float32_twin():
+    hparams = {"base_filters": 8, "compute_dtype": "bfloat16"}
+    net = model.compile_model(model.build_model(hparams), hparams, total_steps=10)
+    assert net.get_layer("block2_conv1").compute_dtype == "bfloat16"
+    assert {variable.dtype for variable in net.weights} == {"float32"}
+    assert net.get_layer(contract.PROBABILITIES_OUTPUT).compute_dtype == "float32"
+    x = np.random.default_rng(0).random((8, *contract.IMAGE_SHAPE), dtype=np.float32)
+    net.fit(x, keras.utils.to_categorical(np.arange(8) % 10, contract.NUM_CLASSES), verbose=0,
+            batch_size=2, callbacks=model.training_callbacks(hparams, total_steps=4, batch_size=2))
+    assert not net.get_layer("whitening").trainable  # the frozen stem stays frozen in the twin
+
+    twin = export.float32_twin(net)
+    assert {layer.compute_dtype for layer in twin.layers} == {"float32"}
+    assert not twin.get_layer("whitening").trainable
+    for ours, theirs in zip(net.weights, twin.weights, strict=True):
+        assert ours.path == theirs.path
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    float_build = model.build_model({**hparams, "compute_dtype": "float32"})
+    float_build.set_weights(twin.get_weights())
+    np.testing.assert_allclose(twin.predict(x, verbose=0), float_build.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)  # the network itself, in float32
+    np.testing.assert_allclose(twin.predict(x, verbose=0), net.predict(x, verbose=0),
+                               atol=0.05)  # bfloat16 keeps about 3 significant digits
+    float_net = model.build_model({"base_filters": 8, "compute_dtype": "float32"})
+    assert export.float32_twin(float_net) is float_net
+
+
+def test_compute_dtype_auto_takes_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    monkeypatch.setattr(model, "native_bfloat16", lambda: True)
+    assert model.compute_dtype({"compute_dtype": "auto"}) == "bfloat16"
+    monkeypatch.setattr(model, "native_bfloat16", lambda: False)
+    assert model.compute_dtype({"compute_dtype": "auto"}) == "float32"
+    assert model.compute_dtype({"compute_dtype": "bfloat16"}) == "bfloat16"
+    with pytest.raises(ValueError, match="Unknown compute_dtype 'float16'"):
+        model.build_model({"compute_dtype": "float16"})
+
+
+def test_native_bfloat16_reads_the_cpu_flags():
+    flags = set(open("/proc/cpuinfo", encoding="utf-8").read().split())
+    assert model.native_bfloat16() == bool(model.NATIVE_BFLOAT16_CPU_FLAGS & flags)

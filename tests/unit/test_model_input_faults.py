@@ -74,7 +74,7 @@ def exported(tmp_path_factory):
     metadata_io.write_metadata(metadata,
                                str(root / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
     transform_output = tft.TFTransformOutput(str(root / "transform"))
-    keras_model = model.build_model({"base_filters": 8})
+    keras_model = model.build_model({"base_filters": 8, "compute_dtype": "float32"})
     model.set_whitening(keras_model, model.whitening_weights(
         random_pixels(64, seed=3).astype(np.float32) / 255.0))
     model_uri = str(root / "model")
