@@ -52,11 +52,11 @@ def block_widths(base_filters: int, stage2_width: float = 2.0) -> tuple[int, int
     return (base_filters, int(round(stage2_width * base_filters)), 3 * base_filters)
 
 
-def native_bfloat16() -> bool:
-    """Whether this machine's CPU computes bfloat16 natively (AVX512-BF16 or AMX), read from
-    Linux's /proc/cpuinfo. Elsewhere oneDNN emulates it, slower than float32."""
+def native_bfloat16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+    """Whether this machine's CPU has bfloat16 instructions (AVX512-BF16 or AMX), read from
+    Linux's cpuinfo; without them bfloat16 has no hardware support, so "auto" keeps float32."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        with open(cpuinfo_path, encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
                     return bool(NATIVE_BFLOAT16_CPU_FLAGS & set(line.split(":", 1)[-1].split()))
@@ -66,9 +66,10 @@ def native_bfloat16() -> bool:
 
 
 def compute_dtype(hparams: Mapping[str, Any] | None) -> str:
-    """The dtype the blocks compute in (`compute_dtype`, "auto" resolved): bfloat16 trains
-    faster than float32 on a CPU with native bfloat16 (benchmarks/ABLATIONS.md). The weights
-    stay float32 either way, and the export computes in float32 (export.float32_twin)."""
+    """The dtype the blocks and head compute in (`compute_dtype`, "auto" resolved): bfloat16
+    trains faster than float32 on a CPU with native bfloat16, and scored lower so far
+    (benchmarks/ablations_full_budget). The weights stay float32 either way, and the export
+    computes in float32 (export.float32_twin)."""
     hp = {**contract.DEFAULT_HPARAMS, **(hparams or {})}
     name = str(hp["compute_dtype"])
     if name not in COMPUTE_DTYPES:

@@ -359,12 +359,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                            *model_lib.training_callbacks(hparams, steps * epochs, batch_size)],
             )
         _synchronize_batchnorm(model, False)  # the export is the same model as a 1-worker one's
+        with strategy.scope():  # what follows sees the served (float32) numerics
+            model = export.float32_twin(model)
         if float(hparams["ema_momentum"]) > 0.0:
             # Every worker sees the same unshuffled, unaugmented batches: equal statistics.
             model_lib.recalibrate_batchnorm(
                 model, data.make_batches(train, batch_size, training=False).repeat())
-        with strategy.scope():  # flip_if_unsure's threshold comes from the served numerics
-            model = export.float32_twin(model)
         fingerprints = weights_fingerprints(model)
         log.info("Weights fingerprints (equal on every worker): %s", json.dumps(fingerprints))
         views = export.calibrated_views(model, settings["test_time_augmentation"],

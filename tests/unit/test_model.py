@@ -68,7 +68,7 @@ def test_weight_average_ends_in_the_model_and_batchnorm_is_recalibrated_for_it()
     # The whitening bias stops training mid-fit, the stem leaving the trainable weights: the
     # averages still land on their own variables.
     hparams = {"base_filters": 8, "ema_momentum": 0.5, "whitening_bias_share": 0.5,
-               "compute_dtype": "float32"}  # bfloat16 would blur the statistics compared
+               "compute_dtype": "float32"}  # whatever the default: bfloat16 blurs the statistics
     net = model.compile_model(model.build_model(hparams), hparams, total_steps=4, batch_size=8)
     assert net.optimizer.use_ema
     rng = np.random.default_rng(3)
@@ -254,16 +254,32 @@ def test_bfloat16_trains_with_float32_weights_and_exports_a_float32_twin():
     assert export.float32_twin(float_net) is float_net
 
 
-def test_compute_dtype_auto_takes_bfloat16_only_where_the_cpu_has_it(monkeypatch):
-    monkeypatch.setattr(model, "native_bfloat16", lambda: True)
+def test_compute_dtype_auto_takes_bfloat16_only_on_a_cpu_that_has_it(monkeypatch):
+    def machine(bfloat16_cpu: bool, gpus: list) -> None:
+        monkeypatch.setattr(model, "native_bfloat16", lambda: bfloat16_cpu)
+        monkeypatch.setattr(model.tf.config, "list_physical_devices",
+                            lambda kind=None: gpus if kind == "GPU" else [])
+
+    machine(bfloat16_cpu=True, gpus=[])
     assert model.compute_dtype({"compute_dtype": "auto"}) == "bfloat16"
-    monkeypatch.setattr(model, "native_bfloat16", lambda: False)
+    machine(bfloat16_cpu=False, gpus=[])
+    assert model.compute_dtype({"compute_dtype": "auto"}) == "float32"
+    machine(bfloat16_cpu=True, gpus=["/physical_device:GPU:0"])  # the model trains there
     assert model.compute_dtype({"compute_dtype": "auto"}) == "float32"
     assert model.compute_dtype({"compute_dtype": "bfloat16"}) == "bfloat16"
+    assert model.compute_dtype(None) == contract.DEFAULT_HPARAMS["compute_dtype"]
     with pytest.raises(ValueError, match="Unknown compute_dtype 'float16'"):
         model.build_model({"compute_dtype": "float16"})
 
 
-def test_native_bfloat16_reads_the_cpu_flags():
-    flags = set(open("/proc/cpuinfo", encoding="utf-8").read().split())
-    assert model.native_bfloat16() == bool(model.NATIVE_BFLOAT16_CPU_FLAGS & flags)
+@pytest.mark.parametrize("text, native", [
+    ("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n", True),
+    ("flags\t\t: fpu sse2 amx_bf16 amx_tile\n", True),
+    ("flags\t\t: fpu sse2 avx2 avx512f\n", False),
+    ("processor\t: 0\n", False),
+])
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path, text, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(text)
+    assert model.native_bfloat16(str(cpuinfo)) is native
+    assert model.native_bfloat16(str(tmp_path / "absent")) is False  # not Linux

@@ -74,6 +74,7 @@ def exported(tmp_path_factory):
     metadata_io.write_metadata(metadata,
                                str(root / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
     transform_output = tft.TFTransformOutput(str(root / "transform"))
+    # float32 whatever the default: the answers below compare with this model's own.
     keras_model = model.build_model({"base_filters": 8, "compute_dtype": "float32"})
     model.set_whitening(keras_model, model.whitening_weights(
         random_pixels(64, seed=3).astype(np.float32) / 255.0))
@@ -346,3 +347,21 @@ def test_export_refuses_a_transform_graph_that_disagrees(exported):
 def test_warmup_file_is_still_written(saved_model_dir):
     path = f"{saved_model_dir}/{contract.WARMUP_FILE}"
     assert len(list(tf.data.TFRecordDataset(path))) == 3
+
+
+def test_a_bfloat16_network_is_exported_computing_in_float32(exported, tmp_path):
+    _, transform_output, _ = exported
+    mixed = model.build_model({"base_filters": 8, "compute_dtype": "bfloat16"})
+    model.set_whitening(mixed, model.whitening_weights(
+        random_pixels(64, seed=3).astype(np.float32) / 255.0))
+    model_uri = str(tmp_path / "model")
+    export.export_serving_model(mixed, transform_output, model_uri,
+                                [encode(p) for p in random_pixels(3, seed=4)])
+    keras_model, _ = export.load_keras_model(model_uri)
+    assert {layer.compute_dtype for layer in keras_model.layers} == {"float32"}
+    pixels = random_pixels(4, seed=5)
+    served = tf.saved_model.load(export.serving_model_dir(model_uri)).signatures[
+        contract.PIXELS_SIGNATURE](pixels=tf.constant(pixels))[contract.PROBABILITIES_OUTPUT]
+    np.testing.assert_allclose(
+        served.numpy(), keras_model(preprocessing.scale_pixels(tf.constant(pixels))).numpy(),
+        rtol=1e-5, atol=1e-6)
