@@ -19,9 +19,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # A non-root user with a home (Keras and TF write caches there). Numeric in USER so that
-# Kubernetes' runAsNonRoot can check it.
+# Kubernetes' runAsNonRoot can check it. The KFP launcher stages artifacts under /gcs, /minio and
+# /s3: backends from 2.3 mount empty folders there, older ones need them writable in the image.
 RUN groupadd --gid 10001 pipeline \
-    && useradd --uid 10001 --gid 10001 --create-home --shell /bin/bash pipeline
+    && useradd --uid 10001 --gid 10001 --create-home --shell /bin/bash pipeline \
+    && install -d -o 10001 -g 10001 /gcs /minio /s3
 
 # /opt/apache/beam/boot starts a Beam SDK worker (the ENTRYPOINT below).
 COPY --from=beam /opt/apache/beam /opt/apache/beam
@@ -53,6 +55,6 @@ USER 10001:10001
 
 # Beam workers (Dataflow's sdk_container_image, Flink/Spark DOCKER or EXTERNAL --worker_pool)
 # start the image through its ENTRYPOINT, which must be Beam's boot. KFP and Vertex AI replace it:
-# every step's spec sets the container command (python -m tfx.orchestration.kubeflow.v2...).
+# every step's spec sets the container command (python -m pipeline.container_entrypoint).
 # To run something else: docker run --entrypoint python IMAGE -c '...'
 ENTRYPOINT ["/opt/apache/beam/boot"]

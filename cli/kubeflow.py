@@ -336,9 +336,9 @@ def _trainer_resources(args: argparse.Namespace):
     if args.trainer_cpu:
         spec.cpu_limit = args.trainer_cpu
         spec.resource_cpu_limit = f"{args.trainer_cpu:g}"
-    if args.trainer_memory:
-        spec.memory_limit = args.trainer_memory
-        spec.resource_memory_limit = f"{args.trainer_memory:g}G"
+    if args.trainer_memory:  # GiB; the numeric field counts decimal GB, as KFP's SDK converts
+        spec.memory_limit = args.trainer_memory * 2**30 / 1e9
+        spec.resource_memory_limit = f"{args.trainer_memory:g}Gi"
     if args.trainer_gpus:
         spec.accelerator.type = spec.accelerator.resource_type = args.trainer_gpu_type
         spec.accelerator.count = args.trainer_gpus
@@ -370,7 +370,7 @@ def compile_pipeline(args: argparse.Namespace) -> dict:
     """Builds the DAG and compiles it; returns the PipelineJob dict (also written to files)."""
     from tfx import v1 as tfx
 
-    from pipeline import baselines, pipeline
+    from pipeline import pipeline
 
     config = config_from_args(args)
     # No metadata config: KFP/Vertex run their own MLMD.
@@ -384,7 +384,7 @@ def compile_pipeline(args: argparse.Namespace) -> dict:
             default_image=args.image, use_pipeline_spec_2_1=True))
     parameters = runtime_parameter_values(args)
     job = runner.run(dag, parameter_values=parameters, write_out=False)
-    return targets.finish(finish_spec(job, args, parameters), baselines.UNCACHED_NODES)
+    return targets.finish(finish_spec(job, args, parameters), args.target)
 
 
 def output_paths(args: argparse.Namespace) -> tuple[str, str]:

@@ -31,12 +31,43 @@ def executor_kinds(spec: dict) -> dict[str, str]:
             in spec["deploymentSpec"]["executors"].items()}
 
 
-def disable_cache(spec: dict, tasks: Iterable[str]) -> None:
-    """KFP and Vertex AI cache per task; tasks that look at the world must always run."""
+# A task input whose value KFP (backend 2.5+) and Vertex AI set to the run's id: a task that has
+# it never matches an earlier run's cache entry, even where a submit turns caching on for every
+# task (`enable_caching=True` in aiplatform.PipelineJob and in kfp.Client's run calls).
+RUN_ID_INPUT = "pipeline_run_id"
+RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
+
+
+def uncached_tasks(target: str) -> tuple[str, ...]:
+    """The tasks that must run on every run of a `target` spec.
+
+    The baselines read the serving folder and the run record. On `kfp` the ExampleGens too:
+    FileBasedExampleGen fingerprints its files in the container's preCacheCheck hook, which
+    Vertex AI runs before its cache lookup and KFP 2.x's driver never runs (its cache key is the
+    task's inputs, command and image), so KFP would reuse the examples of the same path's old
+    files.
+    """
+    from pipeline import baselines  # imports TFX: not at the CLI's start
+
+    tasks = baselines.UNCACHED_NODES
+    if target == contract.TARGET_KFP:
+        tasks += (contract.EXAMPLE_GEN_NODE, contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE)
+    return tasks
+
+
+def never_cache(spec: dict, tasks: Iterable[str]) -> None:
+    """No cachingOptions on these tasks (so the spec says so), and a per-run input (so that a
+    submit that turns caching on everywhere still finds no earlier run to reuse)."""
     dag_tasks = spec["root"]["dag"]["tasks"]
     for task in tasks:
-        if task in dag_tasks:
-            dag_tasks[task].pop("cachingOptions", None)
+        if task not in dag_tasks:
+            continue
+        dag_tasks[task].pop("cachingOptions", None)
+        dag_tasks[task].setdefault("inputs", {}).setdefault("parameters", {})[RUN_ID_INPUT] = {
+            "runtimeValue": {"constant": RUN_ID_PLACEHOLDER}}
+        component = spec["components"][dag_tasks[task]["componentRef"]["name"]]
+        component.setdefault("inputDefinitions", {}).setdefault("parameters", {})[
+            RUN_ID_INPUT] = {"parameterType": "STRING"}
 
 
 def use_step_entrypoint(spec: dict) -> None:
@@ -49,10 +80,10 @@ def use_step_entrypoint(spec: dict) -> None:
             container["command"] = ["python", "-m", container_entrypoint.__name__]
 
 
-def finish(job: dict, uncached: Iterable[str]) -> dict:
-    """Post-compile checks and fixes shared by both targets; fails on any resolver task."""
+def finish(job: dict, target: str) -> dict:
+    """Post-compile checks and fixes of a `target` spec; fails on any resolver task."""
     spec = job["pipelineSpec"]
-    disable_cache(spec, uncached)
+    never_cache(spec, uncached_tasks(target))
     use_step_entrypoint(spec)
     resolvers = sorted(label for label, kind in executor_kinds(spec).items()
                        if kind == "resolver")

@@ -61,6 +61,7 @@ class Executor(base_executor.BaseExecutor):
                 contract.BLESSED_PROPERTY):
             log.warning("No batch predictions: the model is not blessed (see %s), so the "
                         "BulkInferrer skipped itself.", blessings[0].uri)
+        tf.io.gfile.makedirs(output.uri)  # KFP's launcher makes only the folder above it
         for name, output_format in ((contract.PREDICTIONS_CSV, "csv"),
                                     (contract.PREDICTIONS_JSONL, "jsonl")):
             with tf.io.gfile.GFile(os.path.join(output.uri, name), "w") as f:

@@ -1,6 +1,7 @@
 """The compiled specs, executed task by task as the KFP launcher does (tests/support/kfp_launcher).
 
-Both targets run through the Pusher on a small fixture in an image-like copy of the project:
+Both targets run through the Pusher, and the batch stage (--predict-dir) after it, on a small
+fixture in an image-like copy of the project:
 first the kfp spec, then the vertex one, compiled with the same settings and locations. They must
 be the same PipelineSpec, so the vertex run is also the kfp spec's second run (one run fewer): it
 must evaluate against the version the first run pushed and check drift against its statistics.
@@ -12,8 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from cli import kubeflow
 from modules import contract
@@ -32,9 +35,22 @@ TINY = ("--epochs", "1", "--batch-size", "64", "--accuracy-threshold", "0",
         "--tuner-trials", "1", "--tuner-epochs", "1")
 
 
+PREDICT_IMAGES = 3
+
+
+def predict_folder(folder: Path) -> Path:
+    """A few PNGs for the batch stage."""
+    folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (PREDICT_IMAGES, 32, 32, 3), np.uint8)
+    for index, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    return folder
+
+
 def compile_both(base: Path, data: Path, image: Path) -> dict[str, Path]:
     """Both targets, same settings and locations; returns target -> spec file."""
     common = ["--pipeline-root", str(base / "pipeline_root"), "--data-root", str(data),
+              "--predict-dir", str(predict_folder(base / "predict")),
               "--serving-dir", str(base / "serving"), "--tflite-dir", str(base / "tflite"),
               "--image", "cifar10-tfx:dev",
               "--schema-file", str(image / "pipeline" / "schema" / "schema.pbtxt"), *TINY]
@@ -50,8 +66,8 @@ def compile_both(base: Path, data: Path, image: Path) -> dict[str, Path]:
     return specs
 
 
-def run(spec: Path, base: Path, image: Path) -> dict[str, TaskRun]:
-    launcher = Launcher(spec, base / "pipeline_root", image)
+def run(spec: Path, base: Path, image: Path, pre_cache_check: bool) -> dict[str, TaskRun]:
+    launcher = Launcher(spec, base / "pipeline_root", image, pre_cache_check=pre_cache_check)
     try:
         return launcher.run()
     finally:
@@ -80,6 +96,10 @@ def check_pushed(tasks: dict[str, TaskRun], base: Path) -> int:
     version = pushed_version(tasks)
     assert (base / "serving" / str(version) / contract.SAVED_MODEL_FILE).exists()
     assert (base / "tflite" / str(version) / contract.TFLITE_FILE).exists()
+    (written,) = tasks[contract.BATCH_PREDICTIONS_NODE].outputs["predictions"]
+    assert written["metadata"][contract.PREDICTIONS_COUNT_PROPERTY] == PREDICT_IMAGES
+    rows = (Path(written["uri"]) / contract.PREDICTIONS_CSV).read_text().splitlines()
+    assert len(rows) == 1 + PREDICT_IMAGES  # a header and one row per image
     return version
 
 
@@ -90,9 +110,15 @@ def test_both_targets_run_through_the_pusher_the_second_against_the_first(tmp_pa
     job = json.loads(specs[contract.TARGET_VERTEX].read_text())
     kfp_spec = yaml.safe_load(specs[contract.TARGET_KFP].read_text())
     assert kfp_spec.pop("defaultPipelineRoot") == job["runtimeConfig"]["gcsOutputDirectory"]
-    assert kfp_spec == job["pipelineSpec"]  # the vertex run below is the kfp spec's second run
+    # The vertex run below is the kfp spec's second run: the same spec, but for the kfp target's
+    # ExampleGens, which run every time there (KFP never runs their preCacheCheck hook).
+    for spec in (kfp_spec, job["pipelineSpec"]):
+        for name in (contract.EXAMPLE_GEN_NODE, contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE):
+            task = spec["root"]["dag"]["tasks"].pop(name)
+            spec["components"].pop(task["componentRef"]["name"])
+    assert kfp_spec == job["pipelineSpec"]
 
-    first = run(specs[contract.TARGET_KFP], tmp_path, image)
+    first = run(specs[contract.TARGET_KFP], tmp_path, image, pre_cache_check=False)
     assert baseline_of(first)["metadata"].get(contract.BASELINE_VERSION_PROPERTY) is None
     version = check_pushed(first, tmp_path)
     assert versions(tmp_path / "serving") == [version]
@@ -101,7 +127,7 @@ def test_both_targets_run_through_the_pusher_the_second_against_the_first(tmp_pa
     assert json.loads(record.read_text())["uri"] == \
         first[contract.STATISTICS_GEN_NODE].outputs["statistics"][0]["uri"]
 
-    second = run(specs[contract.TARGET_VERTEX], tmp_path, image)
+    second = run(specs[contract.TARGET_VERTEX], tmp_path, image, pre_cache_check=True)
     baseline = baseline_of(second)
     assert baseline["metadata"][contract.BASELINE_VERSION_PROPERTY] == version
     assert (Path(baseline["uri"]) / contract.SERVING_MODEL_DIR / contract.SAVED_MODEL_FILE

@@ -6,8 +6,10 @@ definitions, the task's inputs, runtime parameters, upstream output artifacts), 
 directory and PYTHONPATH set to an image-like copy of the project (image_context), and output
 artifacts under a local pipeline root. The executor output file it reads back updates the output
 artifacts' metadata for downstream tasks, as KFP records them in its MLMD. No caching; resolver
-tasks are refused, as KFP 2.x's backend refuses them. Tasks whose dependencies are done run side
-by side (`parallelism` at a time), as on a cluster.
+tasks are refused, as KFP 2.x's backend refuses them. The run's id replaces
+`{{$.pipeline_job_uuid}}` in constant inputs, as both backends do. A container's preCacheCheck
+hook runs first only with `pre_cache_check=True` (Vertex AI runs it; KFP 2.x's driver does not).
+Tasks whose dependencies are done run side by side (`parallelism` at a time), as on a cluster.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any
 import yaml
 
 PLACEHOLDER = "{{$}}"
+RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"  # KFP's and Vertex AI's: the run's id
 
 
 class LaunchError(RuntimeError):
@@ -109,7 +112,7 @@ class Launcher:
 
     def __init__(self, spec_path: str | Path, pipeline_root: str | Path, workdir: str | Path,
                  parameters: dict[str, Any] | None = None, timeout: int = 900,
-                 parallelism: int = 2):
+                 parallelism: int = 2, pre_cache_check: bool = True):
         self.spec, defaults = load_spec(spec_path)
         for name, definition in self.spec["root"].get("inputDefinitions", {}).get(
                 "parameters", {}).items():
@@ -120,6 +123,7 @@ class Launcher:
         self.workdir = Path(workdir)
         self.timeout = timeout
         self.parallelism = parallelism  # KFP runs independent tasks side by side too
+        self.pre_cache_check = pre_cache_check
         self.tasks: dict[str, TaskRun] = {}
 
     def run(self) -> dict[str, TaskRun]:
@@ -147,7 +151,8 @@ class Launcher:
         run = TaskRun(name, executor_input=self._executor_input(name, task, component))
         container = executor["container"]
         pre_cache = container.get("lifecycle", {}).get("preCacheCheck")
-        if pre_cache:  # e.g. FileBasedExampleGen's driver: span, version, fingerprint
+        # e.g. FileBasedExampleGen's driver: span, version, fingerprint
+        if pre_cache and self.pre_cache_check:
             run.log += self._execute(name, pre_cache["command"], pre_cache["args"],
                                      run.executor_input)
             driver_output = self._read_output(run.executor_input)
@@ -176,7 +181,8 @@ class Launcher:
 
     def _parameter(self, source: dict) -> Any:
         if "runtimeValue" in source:
-            return source["runtimeValue"]["constant"]
+            constant = source["runtimeValue"]["constant"]
+            return self.run_id if constant == RUN_ID_PLACEHOLDER else constant
         if "componentInputParameter" in source:
             return self.parameters[source["componentInputParameter"]]
         raise LaunchError(f"unsupported parameter source {source}")

@@ -11,7 +11,7 @@ import os
 import pytest
 import yaml
 
-from cli import kubeflow
+from cli import kubeflow, targets
 from modules import contract
 from pipeline import baselines
 
@@ -69,9 +69,10 @@ def test_vertex_writes_the_pipeline_job_and_the_spec(specs):
 
 @pytest.mark.parametrize("target", contract.COMPILE_TARGETS)
 def test_baselines_come_from_this_pipeline_and_are_never_cached(specs, target):
-    tasks = specs[target][0]["root"]["dag"]["tasks"]
+    spec = specs[target][0]
+    tasks = spec["root"]["dag"]["tasks"]
     for name in baselines.UNCACHED_NODES:
-        assert "cachingOptions" not in tasks[name], name
+        never_cached(spec, name)
     assert tasks[contract.TRAINER_NODE]["cachingOptions"] == {"enableCache": True}
     served = tasks[contract.SERVED_MODEL_BASELINE_NODE]["inputs"]["parameters"]["serving_dir"]
     assert served == {"componentInputParameter": "serving_dir"}  # a runtime parameter
@@ -80,6 +81,31 @@ def test_baselines_come_from_this_pipeline_and_are_never_cached(specs, target):
         f"{ROOT}/{contract.RUN_RECORDS_DIR}/{contract.PIPELINE_NAME}"
     assert set(tasks[contract.RECORD_STATISTICS_NODE]["dependentTasks"]) >= {
         contract.EXAMPLE_VALIDATOR_NODE}
+
+
+def never_cached(spec: dict, name: str) -> None:
+    """No cachingOptions, and an input each run sets to its own id (no earlier run matches)."""
+    task = spec["root"]["dag"]["tasks"][name]
+    assert "cachingOptions" not in task, name
+    assert task["inputs"]["parameters"][targets.RUN_ID_INPUT] == {
+        "runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}, name
+    definitions = spec["components"][task["componentRef"]["name"]]["inputDefinitions"]
+    assert definitions["parameters"][targets.RUN_ID_INPUT] == {"parameterType": "STRING"}
+
+
+def test_example_gen_runs_every_time_on_kfp_and_is_fingerprinted_on_vertex(specs):
+    """KFP 2.x's driver never runs the preCacheCheck hook that fingerprints ExampleGen's files."""
+    never_cached(specs[contract.TARGET_KFP][0], contract.EXAMPLE_GEN_NODE)
+    vertex = specs[contract.TARGET_VERTEX][0]["root"]["dag"]["tasks"][contract.EXAMPLE_GEN_NODE]
+    assert vertex["cachingOptions"] == {"enableCache": True}
+    assert targets.RUN_ID_INPUT not in vertex["inputs"]["parameters"]
+    executor = specs[contract.TARGET_VERTEX][0]["deploymentSpec"]["executors"][
+        specs[contract.TARGET_VERTEX][0]["components"][vertex["componentRef"]["name"]][
+            "executorLabel"]]
+    assert "preCacheCheck" in executor["container"]["lifecycle"]
+    assert contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE in targets.uncached_tasks(contract.TARGET_KFP)
+    assert contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE not in targets.uncached_tasks(
+        contract.TARGET_VERTEX)
 
 
 def test_custom_artifact_titles_import_in_the_container(specs):

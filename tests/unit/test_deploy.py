@@ -8,6 +8,7 @@
 - Every metric the Grafana dashboard queries is one TF Serving 2.16.1 exports.
 - The CI workflow passes actionlint where the binary runs.
 - Opt-in: with KUBECONFIG set, `kubectl apply --dry-run=server -k` on each overlay.
+- Opt-in: with TFSERVING_URL set, every probe's path answers 200 on that server.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 K8S_VERSION = "1.31.0"  # the Kubernetes API the manifests are validated against
 KUSTOMIZATIONS = ["base", "overlays/local", "overlays/gcs", "overlays/canary"]
 STATUS_PATH = f"/v1/models/{contract.MODEL_NAME}"
+METADATA_PATH = f"{STATUS_PATH}/metadata"
 POD_LABEL = {"app.kubernetes.io/name": "tfserving"}
 
 # Metrics TF Serving 2.16.1 exports on its Prometheus endpoint: name -> (kind, labels).
@@ -216,10 +218,12 @@ def test_deployment_matches_compose_and_contract(kustomization):
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
 
-    # Probes on the model status endpoint, on the REST port.
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    # Probes on the REST port: up on the model status endpoint (any version known, in any
+    # state), ready on the metadata endpoint (a version available to answer).
+    for probe, path in (("startupProbe", STATUS_PATH), ("readinessProbe", METADATA_PATH),
+                        ("livenessProbe", STATUS_PATH)):
         get = container[probe]["httpGet"]
-        assert get["path"] == STATUS_PATH and get["port"] in ("http", ports["http"]), probe
+        assert get["path"] == path and get["port"] in ("http", ports["http"]), probe
 
     # Every /config/... file a flag names is a key of the mounted ConfigMap, and parses.
     mounts = {m["name"]: m for m in container["volumeMounts"]}
@@ -363,13 +367,19 @@ def test_dashboard_loads_and_is_provisioned():
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("request rate", "error", "latency", "batch", "version"):
         assert topic in titles, topic
-    (variable,) = dashboard["templating"]["list"]
-    assert variable["current"]["value"] == contract.MODEL_NAME
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["model"]["current"]["value"] == contract.MODEL_NAME
+    # Every panel and query reads the `datasource` variable, not a fixed uid: imported into
+    # another Grafana, the dashboard finds its Prometheus; provisioned, it starts on ours.
+    source = variables["datasource"]
+    assert source["type"] == "datasource" and source["query"] == "prometheus"
     datasources = yaml.safe_load(
         (MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text())
-    uids = {d["uid"] for d in datasources["datasources"]}
+    assert source["current"]["value"] in {d["uid"] for d in datasources["datasources"]}
     for panel in dashboard["panels"]:
-        assert panel["datasource"]["uid"] in uids
+        for user in (panel, *panel.get("targets", [])):
+            assert user.get("datasource", {}).get("uid", "${datasource}") == "${datasource}"
+        assert panel["datasource"]["uid"] == "${datasource}"
     provider = yaml.safe_load(
         (MONITORING / "grafana/provisioning/dashboards/tfserving.yml").read_text())
     (entry,) = provider["providers"]
@@ -483,6 +493,22 @@ def test_server_side_dry_run(kustomization):
     proc = subprocess.run([_kubectl(), "apply", "--dry-run=server", "-k",
                            str(K8S / kustomization)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_real_tf_serving_answers_the_probes():
+    """Opt-in: a real TF Serving serving the model answers 200 on every probe's path."""
+    url = os.environ.get("TFSERVING_URL")
+    if not url:
+        pytest.skip("no real TF Serving: set TFSERVING_URL (e.g. http://localhost:8501) to "
+                    "check the probes' paths against it")
+    import urllib.request
+
+    deployment = yaml.safe_load((K8S / "base" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200, (probe, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -185,6 +185,8 @@ def test_runs_as_a_non_root_user():
     assert all(keyword != "RUN" for keyword, _ in steps[users[-1]:])
     created = [args for keyword, args in steps if keyword == "RUN" and "useradd" in args]
     assert created and (f"--uid {user}" in created[0] or user in created[0].split())
+    # KFP backends before 2.3 stage artifacts in these folders without mounting them first
+    assert f"install -d -o {user} -g {user} /gcs /minio /s3" in created[0]
 
 
 def _pip_install_command(command: str) -> list[str]:

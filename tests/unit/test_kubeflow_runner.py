@@ -242,8 +242,9 @@ def test_compile_time_settings(compiled):
 
 def test_trainer_resources(compiled):
     resources = _executor(compiled["job"], "Trainer")["container"]["resources"]
-    assert resources["cpuLimit"] == 8 and resources["memoryLimit"] == 30
-    assert resources["resourceCpuLimit"] == "8" and resources["resourceMemoryLimit"] == "30G"
+    # --trainer-memory is in GiB: "30Gi", and the numeric field in decimal GB (KFP's SDK's way)
+    assert resources["cpuLimit"] == 8 and resources["memoryLimit"] == pytest.approx(32.21225472)
+    assert resources["resourceCpuLimit"] == "8" and resources["resourceMemoryLimit"] == "30Gi"
     assert resources["accelerator"]["type"] == "NVIDIA_TESLA_T4"
     assert int(resources["accelerator"]["count"]) == 2
     assert "resources" not in _executor(compiled["job"], "Transform")["container"]
@@ -319,6 +320,27 @@ def test_vertex_sdk_builds_a_job(compiled):
     values = {k: getattr(v, "string_value", v) for k, v in config.parameter_values.items()}
     assert values["data_root"] == "gs://x/data"  # the submission's value wins
     assert values["serving_dir"] == SERVING  # the compiled default stays
+
+
+def test_vertex_sdk_caching_everywhere_still_runs_the_baselines_every_time(compiled):
+    """`enable_caching=True` turns caching on for every task of the job; the baselines keep an
+    input that Vertex AI sets to each run's id, so no earlier run's result matches them."""
+    aiplatform = pytest.importorskip("google.cloud.aiplatform")
+    from google.auth.credentials import AnonymousCredentials
+
+    from cli import targets
+    from pipeline import baselines
+
+    job = aiplatform.PipelineJob(  # offline: nothing is submitted
+        display_name="cifar10-test", template_path=compiled["json_path"], enable_caching=True,
+        project="my-project", location="europe-west4", credentials=AnonymousCredentials())
+    resource = job._gca_resource  # noqa: SLF001 - the request it would send
+    spec = type(resource).to_dict(resource)["pipeline_spec"]
+    for name in baselines.UNCACHED_NODES:
+        task = spec["root"]["dag"]["tasks"][name]
+        assert task["cachingOptions"] == {"enableCache": True}  # the SDK's override
+        assert task["inputs"]["parameters"][targets.RUN_ID_INPUT]["runtimeValue"][
+            "constant"] == targets.RUN_ID_PLACEHOLDER
 
 
 # --- other runners and the environment --------------------------------------------------------
