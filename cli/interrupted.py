@@ -1,5 +1,7 @@
 """Ctrl-C during a run: stop at once, say one line, and leave nothing the next run trips on.
 
+SIGTERM (what `timeout`, `docker stop`, systemd and Kubernetes send) is taken the same way.
+
 TFX creates a component's output folders (`<pipeline root>/<node>/<key>/<execution id>`) before
 the executor runs and records the execution as RUNNING. Interrupted, those folders stay empty
 (an empty `Trainer/model/N`) and the execution stays RUNNING forever; the resumed run makes new
@@ -138,9 +140,11 @@ class InterruptGuard:
 
     def __init__(self) -> None:
         self._pressed = threading.Event()
+        self.signal_number: int | None = None  # the first stop signal: SIGINT or SIGTERM
         self._done = threading.Event()
         self._caught = False
         self._previous = None
+        self._previous_term = None
         self._unraisable_hook = sys.unraisablehook
         self._thread_hook = threading.excepthook
         self._filter = _OwnLinesOnly(self._pressed)
@@ -161,6 +165,8 @@ class InterruptGuard:
     def _handler(self, signum, frame) -> None:
         if self._caught:  # already on its way out: the cleanup must not be interrupted
             return
+        if self.signal_number is None:
+            self.signal_number = signum
         self._pressed.set()
         raise KeyboardInterrupt
 
@@ -176,6 +182,7 @@ class InterruptGuard:
 
     def __enter__(self) -> InterruptGuard:
         self._previous = signal.signal(signal.SIGINT, self._handler)
+        self._previous_term = signal.signal(signal.SIGTERM, self._handler)
         self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         self._thread_hook, threading.excepthook = threading.excepthook, self._thread_exception
         self._threads_before = weakref.WeakSet(threading.enumerate())
@@ -197,6 +204,7 @@ class InterruptGuard:
                 _stop_beam_workers_quietly()
         finally:
             signal.signal(signal.SIGINT, self._previous)
+            signal.signal(signal.SIGTERM, self._previous_term)
             sys.unraisablehook = self._unraisable_hook
             leftovers = [thread for thread in threading.enumerate()
                          if thread not in self._threads_before]

@@ -8,8 +8,10 @@ run picks up where it stopped. Ends by printing where the model went and its tes
 """
 from __future__ import annotations
 
+import difflib
 import fcntl
 import os
+import signal
 import sys
 import traceback
 from typing import IO, Any
@@ -27,6 +29,7 @@ BEAM = "Apache Beam and logs"
 # Every flag of `run` can come from the environment as CIFAR10_<FLAG> (CIFAR10_DATA_DIR,
 # CIFAR10_EPOCHS, ...): how settings reach local_runner.py when the tfx CLI starts it bare.
 ENV_PREFIX = "CIFAR10"
+TEST_ENV_VARS = ("CIFAR10_SHARED_DIR", "CIFAR10_SAVED_MODEL")  # read by the test suite
 
 
 def resolve_data_dir(data_dir: str | None, download_dir: str) -> str:
@@ -38,16 +41,31 @@ def resolve_data_dir(data_dir: str | None, download_dir: str) -> str:
         data_dir = os.path.abspath(os.path.expanduser(data_dir))
         if os.path.basename(data_dir.rstrip("/")) == contract.BATCHES_DIR:
             data_dir = os.path.dirname(data_dir.rstrip("/"))
-        if not os.path.isdir(os.path.join(data_dir, contract.BATCHES_DIR)):
+        batches = os.path.join(data_dir, contract.BATCHES_DIR)
+        if not os.path.isdir(batches):
             raise Failure(f"{data_dir} does not hold {contract.BATCHES_DIR}/ (the unpacked "
                           f"official cifar-10-binary.tar.gz).")
+        # The ExampleGen reads whatever data_batch_*.bin there is: a lost file would train on
+        # less data without a word.
+        missing = [name for name in (*contract.TRAIN_BATCH_FILES, contract.TEST_BATCH_FILE)
+                   if not os.path.isfile(os.path.join(batches, name))]
+        if missing:
+            raise Failure(f"{batches} lacks {', '.join(missing)}: the official archive unpacks "
+                          f"{contract.TRAIN_BATCH_FILES[0]} to {contract.TRAIN_BATCH_FILES[-1]} "
+                          f"and {contract.TEST_BATCH_FILE}.")
         print(f"Using the CIFAR-10 data in {data_dir} (--data-dir); nothing is downloaded.")
         return data_dir
     from dataset import download
 
+    download_dir = os.path.abspath(os.path.expanduser(download_dir))
     try:
-        batches = download.download_cifar10(os.path.expanduser(download_dir))
+        batches = download.download_cifar10(download_dir)
     except download.DownloadError as error:
+        unverified = os.path.join(download_dir, contract.BATCHES_DIR)
+        if os.path.isdir(unverified):  # e.g. built from a local copy: not a verified download
+            raise Failure(f"{error} {download_dir} already holds {contract.BATCHES_DIR}/, not "
+                          f"from a verified download: to use it, pass --data-dir "
+                          f"{download_dir}.") from None
         raise Failure(str(error)) from None
     return os.path.dirname(batches)
 
@@ -134,7 +152,7 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
         raise Failure(problem)
     from tfx import v1 as tfx
 
-    from pipeline import pipeline
+    from pipeline import baselines, pipeline
     from reports import runs
 
     earlier = set(_run_ids(config.metadata_path))
@@ -145,14 +163,16 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
     guard = interrupted.InterruptGuard()
     try:
         with guard:
-            tfx.orchestration.LocalDagRunner().run(dag)
+            # run_with_ir: the served-model baseline must not come from the cache
+            tfx.orchestration.LocalDagRunner().run_with_ir(baselines.local_ir(dag))
     except KeyboardInterrupt:
         guard.caught()
         interrupted.clean_up(config, earlier)
         print(f"\ninterrupted: nothing was pushed by this run; run the same command again to "
               f"resume (finished components are reused from {config.metadata_path})",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # 130 for Ctrl-C; 143 for SIGTERM, as a process that a SIGTERM ended reports to a shell
+        return EXIT_INTERRUPTED - signal.SIGINT + (guard.signal_number or signal.SIGINT)
     except Exception as error:  # a component failed: say which and why, without the traceback
         if verbose:
             traceback.print_exc()
@@ -165,7 +185,10 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
     outcome = runs.latest_outcome(config.metadata_path, run_id=ours[-1] if ours else None)
     accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.2%}"
     print(f"\nTest accuracy: {accuracy} (threshold {config.accuracy_threshold:.0%})")
-    if outcome.pushed:
+    if outcome.pushed and outcome.already_served:
+        print(f"Blessed; version {outcome.pushed_version} already serves this model, so nothing "
+              f"new was pushed:")
+    elif outcome.pushed:
         print(f"Blessed and pushed version {outcome.pushed_version}:")
         print(f"  SavedModel (TF Serving base path {config.serving_dir}): {outcome.serving_path}")
         if outcome.tflite_path:
@@ -174,6 +197,30 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
         print(f"Not blessed: nothing was pushed. Evaluation: {outcome.evaluation_uri}")
     print(f"ML Metadata: {config.metadata_path}")
     return 0
+
+
+def misspelled_env_vars(command: click.Command, environ: dict[str, str]) -> list[str]:
+    """Warnings for CIFAR10_* variables that no command reads and that look like one of this
+    command's settings: they are ignored, and a run with a setting silently lost costs an hour."""
+    from cli.kubeflow import ENV_VARS  # compile-kfp's own variables, which may be exported too
+
+    own = {f"{ENV_PREFIX}_{param.name.upper()}": param for param in command.params
+           if isinstance(param, click.Option) and param.name}
+    prefix, negation = f"{ENV_PREFIX}_", f"{ENV_PREFIX}_NO_"
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name in own or name in (*ENV_VARS.values(),
+                                                                   *TEST_ENV_VARS):
+            continue
+        flag = prefix + name.removeprefix(negation)
+        if name.startswith(negation) and flag in own and own[flag].secondary_opts:
+            hint = f"{flag}=false"  # --tune/--no-tune reads CIFAR10_TUNE
+        else:
+            hint = next(iter(difflib.get_close_matches(name, own, n=1, cutoff=0.8)), "")
+        if hint:
+            warnings.append(f"warning: {name} is not a setting and is ignored; did you mean "
+                            f"{hint}?")
+    return warnings
 
 
 def _location(*args: Any, **kwargs: Any):
@@ -205,6 +252,8 @@ def run_command(data_dir: str | None, download_dir: str, output_dir: str,
                 serving_dir: str | None, tflite_dir: str | None, beam_workers: int,
                 beam_arg: tuple[str, ...], beam_runner: str, job_endpoint: str | None,
                 environment_config: str | None, verbose: bool, **training: Any) -> int:
+    for warning in misspelled_env_vars(click.get_current_context().command, dict(os.environ)):
+        print(warning, file=sys.stderr)
     # Every flag is checked, together, before anything is downloaded or run. Path flags go
     # through options.absolute: gs://bucket/models must never become ./gs:/bucket/models.
     settings = dict(output_dir=options.absolute(output_dir),

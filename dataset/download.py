@@ -196,9 +196,10 @@ def _unreachable_message(url: str, exc: BaseException) -> str:
     where = "the official CIFAR-10 site" if url == OFFICIAL_URL else "that server"
     return (
         f"could not reach {urls.redact(url)} ({reason}): {where} could not be reached from "
-        "this machine (no network, a proxy or a firewall?). Give --url a mirror you can reach, "
-        "or fetch cifar-10-binary.tar.gz where you can, unpack it (tar xzf) and pass the "
-        "folder holding cifar-10-batches-bin/ to the pipeline with --data-dir."
+        "this machine (no network, a proxy or a firewall?). Download from a mirror you can "
+        "reach (cifar10-tfx download --url URL), or fetch cifar-10-binary.tar.gz where you "
+        "can, unpack it (tar xzf) and pass the folder holding cifar-10-batches-bin/ to the "
+        "pipeline with --data-dir."
     )
 
 

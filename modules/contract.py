@@ -125,8 +125,8 @@ EVALUATOR_NODE = "Evaluator"
 TFLITE_CONVERTER_NODE = "TFLiteConverter"
 PUSHER_NODE = "Pusher"
 PREVIOUS_STATISTICS_RESOLVER_NODE = "previous_statistics_resolver"
-LATEST_BLESSED_MODEL_RESOLVER_NODE = "latest_blessed_model_resolver"
 HYPERPARAMETERS_IMPORTER_NODE = "hyperparameters_importer"
+BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.txt"  # a HyperParameters artifact's one file
 
 # --------------------------------------------------------------------------------------------------
 # The Trainer's Model artifact: two exports side by side (modules.export writes them, the Evaluator,
@@ -166,6 +166,8 @@ PUSHED_VERSION_PROPERTY = "pushed_version"
 PUSHED_DESTINATION_PROPERTY = "pushed_destination"
 PUSHED_TFLITE_DESTINATION_PROPERTY = "pushed_tflite_destination"
 PUSHED_MODEL_ID_PROPERTY = "pushed_model_id"
+# 1: the model was already the newest version, so nothing new was published (same paths)
+ALREADY_SERVED_PROPERTY = "already_served"
 
 # --------------------------------------------------------------------------------------------------
 # Components, modules and the model base path: what a served SavedModel must hold (modules.export

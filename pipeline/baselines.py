@@ -1,4 +1,4 @@
-"""Where a run finds its baselines on KFP 2.x and Vertex AI: components instead of resolvers.
+"""Where a run finds its baselines: components instead of resolvers.
 
 KFP 2.x's backend compiler refuses resolver tasks ("resolver executors not implemented"), and the
 queries TFX 1.16's KubeflowV2 compiler writes for Vertex AI (`schema_title=... AND state=LIVE`)
@@ -10,12 +10,18 @@ metadata store. Both targets therefore use the same three small components:
 - PreviousStatistics / RecordStatistics: the statistics of the last validated run, through a
   record file in <pipeline_root>/run_records/<pipeline_name>/, for the label drift check.
 
-The local runner keeps its MLMD resolvers (one pipeline per metadata store there).
+The local runner uses ServedModelBaseline too: the model a new one must not be worse than is the
+one being served, which a --serving-dir shared with other output folders (or kept after
+`make clean`) holds and this run's metadata store does not know. It keeps its MLMD resolver for
+the previous statistics (one pipeline per metadata store there). `local_ir` switches caching off
+for the nodes of UNCACHED_NODES, as the targets' specs do.
 """
 from __future__ import annotations
 
 from tfx import types
 from tfx.dsl.components.base import base_node
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto.orchestration import pipeline_pb2
 
 from modules import contract
 from pipeline import beam, configs
@@ -65,12 +71,13 @@ def served_model_baseline(config: configs.PipelineConfig) -> base_node.BaseNode:
         contract.SERVED_MODEL_BASELINE_NODE)
 
 
-def evaluator_class(target: str | None) -> type:
-    """TFX's Evaluator locally; on the targets, the one that takes an empty baseline as none."""
-    if target is None:
-        from tfx.components import Evaluator
+def local_ir(dag: tfx_pipeline.Pipeline) -> pipeline_pb2.Pipeline:
+    """`dag` compiled for LocalDagRunner.run_with_ir, with caching off for UNCACHED_NODES (TFX
+    1.16's DSL sets caching for a whole pipeline only)."""
+    from tfx.dsl.compiler import compiler
 
-        return Evaluator
-    from components.served_model_baseline import BaselineEvaluator
-
-    return BaselineEvaluator
+    ir = compiler.Compiler().compile(dag)
+    for node in ir.nodes:
+        if node.pipeline_node.node_info.id in UNCACHED_NODES:
+            node.pipeline_node.execution_options.caching_options.enable_cache = False
+    return ir

@@ -182,7 +182,12 @@ class PipelineConfig:
             # A missing folder used to stop the run with an empty error from the Importer.
             ("hyperparameters_dir", _is_folder_or_remote(self.hyperparameters_dir),
              "hyperparameters_dir is not a folder (a Tuner output holding "
-             "best_hyperparameters.txt)"),
+             f"{contract.BEST_HYPERPARAMETERS_FILE})"),
+            # TFX reads the one file in the folder: anything else fails in the Trainer.
+            ("hyperparameters_dir", _holds_one_file(self.hyperparameters_dir),
+             f"hyperparameters_dir must hold one file, {contract.BEST_HYPERPARAMETERS_FILE}, "
+             f"and nothing else: a Tuner output such as <pipeline-root>/{contract.TUNER_NODE}/"
+             "best_hyperparameters/<number>"),
             ("predict_dir", _is_folder_or_remote(self.predict_dir),
              "predict_dir is not a folder (of PNG/JPEG/WebP images to classify)"),
         ]
@@ -406,6 +411,15 @@ def metadata_problem(path: str | None) -> str | None:
     return (f"{path} is not a usable ML Metadata database ({row[0] if row else 'empty'}): move "
             "it away to start a new store (the cache and run history start over), or use "
             "another --output-dir")
+
+
+def _holds_one_file(path: object) -> bool:
+    """Unset, remote, or a folder here whose one entry is a file (what TFX's HyperParameters
+    reader takes)."""
+    if not isinstance(path, str) or "://" in path or not os.path.isdir(path):
+        return True  # _is_folder_or_remote says what is wrong with it
+    entries = os.listdir(path)
+    return len(entries) == 1 and os.path.isfile(os.path.join(path, entries[0]))
 
 
 def _is_folder_or_remote(path: object) -> bool:

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.cifar10_example_gen import Cifar10ExampleGen
+from components.served_model_baseline import BaselineEvaluator
 from components.serving_pusher import ServingPusher
 from components.strict_example_validator import StrictExampleValidator
 from modules import contract
@@ -190,19 +191,15 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL_SPLIT]),
         custom_config=trainer_config)
 
-    model_resolver = baselines.served_model_baseline(config) if target else tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(contract.LATEST_BLESSED_MODEL_RESOLVER_NODE)
-
-    evaluator = baselines.evaluator_class(target)(
+    # The no-regression baseline is the model being served (pipeline.baselines), everywhere.
+    served_model = baselines.served_model_baseline(config)
+    evaluator = BaselineEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=served_model.outputs["model"],
         eval_config=eval_config(config),
         example_splits=[contract.TEST_SPLIT]).with_id(contract.EVALUATOR_NODE)
-    components += [trainer, model_resolver, evaluator]
+    components += [trainer, served_model, evaluator]
 
     tflite_model = None
     if config.enable_tflite:

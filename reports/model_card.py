@@ -23,7 +23,7 @@ from reports import tables
 from reports.document import Document, to_html, to_markdown
 
 WEAK_CLASSES = 3  # how many of the lowest-F1 classes the limitations name
-HYPERPARAMETERS_FILE = "best_hyperparameters.txt"  # in a HyperParameters artifact (Tuner's name)
+HYPERPARAMETERS_FILE = contract.BEST_HYPERPARAMETERS_FILE
 # Where the Trainer's hyperparameters came from (the Pusher's hyperparameters_source parameter).
 SOURCE_TUNER, SOURCE_IMPORTED, SOURCE_DEFAULTS = "tuner", "imported", "defaults"
 _SOURCE_TEXT = {

@@ -203,6 +203,10 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
         outcome = f"**Stopped**: {failed} failed; nothing was pushed by this run."
     elif any(s in ("running", "new") for s in states.values()):
         outcome = "**Interrupted**: the run did not finish; nothing was pushed by this run."
+    elif pushed is not None and runs.custom_value(pushed, contract.ALREADY_SERVED_PROPERTY):
+        outcome = (f"**Blessed**; version "
+                   f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)} already "
+                   "serves this model, so nothing new was pushed.")
     elif pushed is not None and runs.custom_value(pushed, contract.PUSHED_PROPERTY):
         outcome = (f"**Blessed and pushed** as version "
                    f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)}.")
@@ -340,15 +344,17 @@ def section_hyperparameters(doc: Document, view: RunView, rows: list[dict] = ())
         if tuner_results is not None:
             trials = _json_file_or_none(
                 os.path.join(tuner_results.uri, "tuner_results.json")) or []
-        doc.para(f"The Tuner ran in this run ({len(trials)} completed trial(s), best first; "
-                 f"score is the objective on `eval`; the first trial trains the defaults).")
+        reused = any(r["node"] == contract.TUNER_NODE and r["state"] == "cached" for r in rows)
+        doc.para(f"{'The search came from an earlier run' if reused else 'The Tuner ran'} "
+                 f"({len(trials)} completed trial(s), best first; score is the objective on "
+                 f"`eval`; the first trial trains the defaults).")
         budget = _search_budget(tuner, list(rows))
         if budget:
             doc.para(budget)
         if trials:
             header, trial_rows = trials_table(trials)
             doc.table(header, trial_rows, numeric=[False, True] + [True] * (len(header) - 2))
-        found = _json_file_or_none(os.path.join(best.uri, "best_hyperparameters.txt")) \
+        found = _json_file_or_none(os.path.join(best.uri, contract.BEST_HYPERPARAMETERS_FILE)) \
             if best is not None else None
         if found:
             doc.para("Best hyperparameters found:")

@@ -36,6 +36,7 @@ class RunOutcome:
     tflite_path: str | None
     test_accuracy: float | None
     evaluation_uri: str | None
+    already_served: bool = False  # pushed: the model was already the newest version
 
 
 class UnknownRunError(LookupError):
@@ -212,6 +213,7 @@ def latest_outcome(metadata_path: str, run_id: str | None = None) -> RunOutcome:
         tflite_path=pushed_value(contract.PUSHED_TFLITE_DESTINATION_PROPERTY),
         test_accuracy=metrics.evaluation_accuracy(evaluation.uri) if evaluation else None,
         evaluation_uri=evaluation.uri if evaluation else None,
+        already_served=bool(pushed_value(contract.ALREADY_SERVED_PROPERTY)),
     )
 
 

@@ -16,7 +16,8 @@ server polling `dest_base` never sees a half-copied version.
 
 The check never runs the model (loading a SavedModel runs its resource initialisers, code from
 the very model being checked): `saved_model.pb` is parsed as a proto, and its 'serve' MetaGraph
-must hold every signature of modules.contract with its input and outputs.
+must hold every signature of modules.contract with its input and outputs; every tensor of the
+variables checkpoint is read (data only, no graph), so a missing or cut-off shard is refused too.
 
 Nothing outside `dest_base` is written: a source entry that is a symbolic link is refused with a
 one-line error (links are never followed, so a link loop or a link to a secret cannot be copied),
@@ -81,6 +82,28 @@ def check_saved_model(path: str) -> None:
                 f"{sorted(contract.SIGNATURE_OUTPUTS)}")
 
 
+def check_variables(path: str) -> None:
+    """Raises ModelDownloadError unless every tensor of `path`'s variables checkpoint reads."""
+    import tensorflow as tf
+
+    prefix = os.path.join(path, "variables", "variables")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = reason.replace(path.rstrip(os.sep) + os.sep, "")  # not the staging folder's
+        raise ModelDownloadError(f"SavedModel does not load: its variables cannot be read "
+                                 f"({reason})") from exc
+
+
+def check_model(path: str) -> None:
+    """The signatures (check_saved_model) and the weights (check_variables), never run."""
+    check_saved_model(path)
+    check_variables(path)
+
+
 def download_model(source_base: str, dest_base: str, version: int | None = None,
                    force: bool = False) -> str:
     """Copies the highest (or the given) version of `source_base` to `<dest_base>/<version>`.
@@ -128,7 +151,7 @@ def _download(source_base: str, dest_base: str, version: int | None, force: bool
     try:
         return model_base.publish_version(
             source_fs.join(source_base, str(version)), dest_base, version,
-            check=check_saved_model, replace=force, source_fs=source_fs,
+            check=check_model, replace=force, source_fs=source_fs,
             base_fs=model_base.LocalFilesystem())
     except model_base.ModelBaseError as exc:
         raise ModelDownloadError(str(exc)) from exc

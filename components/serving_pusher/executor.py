@@ -12,9 +12,16 @@ When the DAG connects the evaluation (and the statistics, training summary, hype
 version's model card (reports.model_card) is published in that same all-or-none step to
 `<serving_dir>/model_cards/<version>/`. TF Serving only loads integer-named children of a base path,
 so it never looks there, and the version folder stays exactly the Trainer's export.
+
+A model that is already the newest version (its card names this very model artifact, and its
+.tflite is there when one is pushed) is not pushed again: a re-run whose Trainer came from the
+cache is evaluated against the served copy of itself, blessed, and would otherwise publish the
+same model under a new number, which makes TF Serving load it again.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from typing import Any
@@ -69,6 +76,14 @@ class Executor(base_executor.BaseExecutor):
         serving_dir = exec_properties[SERVING_DIR_KEY]
         tflite_dir = exec_properties.get(TFLITE_DIR_KEY) or ""
         tflite = input_dict.get(TFLITE_KEY) or []
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        served = served_as(model.uri, serving_dir, tflite_dir if tflite else "")
+        if served is not None:
+            log.info("Version %d already serves this model (%s); nothing new was pushed.",
+                     served.version, model.uri)
+            pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
+            _record(pushed, model, served)
+            return
         base_dirs = [serving_dir] + ([tflite_dir] if tflite and tflite_dir else [])
         card_dir = model_cards_dir(serving_dir) if input_dict.get(EVALUATION_KEY) else ""
         created = [base for base in base_dirs + ([card_dir] if card_dir else [])
@@ -86,20 +101,10 @@ class Executor(base_executor.BaseExecutor):
                 except OSError:
                     log.warning("Could not remove the empty base path %s", base)
             raise
-        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        if tflite_path:
-            pushed.set_string_custom_property(contract.PUSHED_TFLITE_DESTINATION_PROPERTY,
-                                              tflite_path)
-        pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 1)
-        pushed.set_string_custom_property(contract.PUSHED_DESTINATION_PROPERTY, saved_model_path)
-        pushed.set_int_custom_property(contract.PUSHED_VERSION_PROPERTY, version)
-        pushed.set_int_custom_property(contract.PUSHED_MODEL_ID_PROPERTY, model.id)
-        if card_dir:
-            pushed.set_string_custom_property(
-                contract.PUSHED_MODEL_CARD_PROPERTY,
-                model_base.filesystem_for(card_dir).join(card_dir, str(version),
-                                                         contract.MODEL_CARD_MARKDOWN))
-        io_utils.write_string_file(os.path.join(pushed.uri, PUSHED_MARKER_FILE), saved_model_path)
+        card = (model_base.filesystem_for(card_dir).join(card_dir, str(version),
+                                                         contract.MODEL_CARD_MARKDOWN)
+                if card_dir else "")
+        _record(pushed, model, Served(version, saved_model_path, tflite_path, card))
 
     @staticmethod
     def _push(input_dict: dict[str, list[types.Artifact]], serving_dir: str, tflite_dir: str,
@@ -136,6 +141,61 @@ class Executor(base_executor.BaseExecutor):
         if tflite_dir:
             log.info("Pushed the TFLite model to %s", paths[1])
         return paths[0], paths[1] if tflite_dir else "", version
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """A published version: its number and paths ("" for what it does not have)."""
+
+    version: int
+    saved_model_path: str
+    tflite_path: str
+    card_path: str
+
+
+def served_as(model_uri: str, serving_dir: str, tflite_dir: str) -> Served | None:
+    """The newest version of `serving_dir`, when its model card names `model_uri` and (with a
+    `tflite_dir`) its .tflite is there; else None."""
+    versions = model_base.list_versions(serving_dir, containing=contract.SAVED_MODEL_FILE)
+    if not versions:
+        return None
+    version = versions[-1]
+    fs = model_base.filesystem_for(serving_dir)
+    card_dir = fs.join(model_cards_dir(serving_dir), str(version))
+    card_file = fs.join(card_dir, contract.MODEL_CARD_JSON)
+    if not fs.exists(card_file):  # pushed without a card, or by someone else
+        return None
+    try:
+        with fs.open(card_file, "r") as f:
+            card = json.load(f)
+    except ValueError:  # not a card of ours: a different model, as far as we can tell
+        return None
+    if card.get("model_uri") != model_uri:
+        return None
+    tflite_path = ""
+    if tflite_dir:
+        tflite_fs = model_base.filesystem_for(tflite_dir)
+        tflite_path = tflite_fs.join(tflite_dir, str(version))
+        if not tflite_fs.exists(tflite_fs.join(tflite_path, contract.TFLITE_FILE)):
+            return None
+    return Served(version, fs.join(serving_dir, str(version)), tflite_path,
+                  fs.join(card_dir, contract.MODEL_CARD_MARKDOWN))
+
+
+def _record(pushed: types.Artifact, model: types.Artifact, served: Served) -> None:
+    """The PushedModel's properties and marker file: where the model is served, as what."""
+    if served.tflite_path:
+        pushed.set_string_custom_property(contract.PUSHED_TFLITE_DESTINATION_PROPERTY,
+                                          served.tflite_path)
+    pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 1)
+    pushed.set_string_custom_property(contract.PUSHED_DESTINATION_PROPERTY,
+                                      served.saved_model_path)
+    pushed.set_int_custom_property(contract.PUSHED_VERSION_PROPERTY, served.version)
+    pushed.set_int_custom_property(contract.PUSHED_MODEL_ID_PROPERTY, model.id)
+    if served.card_path:
+        pushed.set_string_custom_property(contract.PUSHED_MODEL_CARD_PROPERTY, served.card_path)
+    io_utils.write_string_file(os.path.join(pushed.uri, PUSHED_MARKER_FILE),
+                               served.saved_model_path)
 
 
 def model_cards_dir(serving_dir: str) -> str:

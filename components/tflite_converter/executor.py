@@ -61,8 +61,9 @@ def check_drop(metrics: dict[str, Any], max_drop: float) -> None:
             f"The {metrics['mode']} TFLite model reaches {metrics['tflite']['accuracy']:.2%} "
             f"accuracy on {metrics['verified_images']} test images, {drop * 100:.2f} points below "
             f"the float SavedModel's {metrics['float_savedmodel']['accuracy']:.2%}; the limit is "
-            f"{max_drop * 100:.2f} points. Nothing was pushed. Raise the calibration sample count, "
-            f"pick another mode, or relax max_accuracy_drop.")
+            f"{max_drop * 100:.2f} points. Nothing was pushed. Raise the calibration sample count "
+            f"(--tflite-calibration-samples), pick another mode (--tflite-mode) or relax the "
+            f"limit (--tflite-max-accuracy-drop).")
 
 
 class Executor(base_executor.BaseExecutor):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
 from cli.interrupted import BEAM_SDK_WORKER
 from modules import contract
@@ -61,12 +62,13 @@ def _wait_for(condition, run: subprocess.Popen, log: Path, what: str, limit_s: f
         time.sleep(0.2)
 
 
-def _assert_one_line(run: subprocess.Popen, log: Path, output_dir: Path) -> str:
+def _assert_one_line(run: subprocess.Popen, log: Path, output_dir: Path,
+                     stop: int = signal.SIGINT) -> str:
     stderr = log.read_text()
     # Progress lines carry a time stamp ("12:34:56 I ..."); the outcome is the one other line.
     own = [line for line in stderr.splitlines()
            if line.strip() and not line[:8].replace(":", "").isdigit()]
-    assert run.returncode == 130, stderr[-4000:]
+    assert run.returncode == 128 + stop, stderr[-4000:]  # 130 for SIGINT, 143 for SIGTERM
     assert own == [f"interrupted: nothing was pushed by this run; run the same command again to "
                    f"resume (finished components are reused from "
                    f"{output_dir / contract.METADATA_FILE})"], stderr[-4000:]
@@ -139,7 +141,7 @@ def test_ctrl_c_during_training_is_one_line_and_the_run_resumes(small_cifar10, t
 
 
 def _interrupt_a_beam_stage(data_dir: Path, output_dir: Path, log: Path,
-                            whole_group: bool) -> None:
+                            whole_group: bool, stop: int = signal.SIGINT) -> None:
     """Starts a run, sends SIGINT while the DirectRunner's two worker processes run ExampleGen,
     and checks the stop: within seconds (the stage did not run on to its end), the one line, no
     traceback (the workers leave Ctrl-C to the run), no worker left, no empty output folder.
@@ -157,10 +159,10 @@ def _interrupt_a_beam_stage(data_dir: Path, output_dir: Path, log: Path,
 
         _wait_for(working, run, log, f"{stage}'s two Beam workers at work", limit_s=300)
         sent = time.monotonic()
-        (os.killpg if whole_group else os.kill)(run.pid, signal.SIGINT)
+        (os.killpg if whole_group else os.kill)(run.pid, stop)
         run.communicate(timeout=300)
         elapsed = time.monotonic() - sent
-    stderr = _assert_one_line(run, log, output_dir)
+    stderr = _assert_one_line(run, log, output_dir, stop)
     assert f"Component {stage} is finished" not in stderr  # stopped, not run to its end
     assert elapsed < 60, f"{elapsed:.0f} s from SIGINT to exit"
     assert [worker.pid for worker in workers if not _gone(worker)] == []
@@ -176,8 +178,11 @@ def test_ctrl_c_during_a_multi_processing_beam_stage_stops_it(small_cifar10, tmp
     _assert_the_rerun_finishes(small_cifar10, output_dir, MULTI_PROCESSING)
 
 
-def test_sigint_to_the_run_alone_during_a_beam_stage_does_not_hang(small_cifar10, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_to_the_run_alone_during_a_beam_stage_does_not_hang(small_cifar10,
+                                                                          tmp_path, stop):
     """`kill -INT <run>` (no signal for the workers): the run printed its line, then waited
-    forever for its workers, which waited for work."""
+    forever for its workers, which waited for work. SIGTERM (`timeout`, `docker stop`, systemd)
+    ended the run at once with no word, its workers left running and its executions RUNNING."""
     _interrupt_a_beam_stage(small_cifar10, tmp_path / "out", tmp_path / "stderr.txt",
-                            whole_group=False)
+                            whole_group=False, stop=stop)

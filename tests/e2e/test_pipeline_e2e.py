@@ -1,6 +1,8 @@
 """End to end: the whole DAG through LocalDagRunner on a small real CIFAR-10 fixture."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +14,7 @@ from tests.support.pipeline_runs import copy_fixture, run_pipeline
 pytestmark = pytest.mark.e2e
 
 NODES = {"Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-         "Transform", "Tuner", "Trainer", "latest_blessed_model_resolver", "Evaluator",
+         "Transform", "Tuner", "Trainer", "ServedModelBaseline", "Evaluator",
          "previous_statistics_resolver",
          "TFLiteConverter", "Pusher"}
 
@@ -101,3 +103,27 @@ def test_out_of_range_label_stops_at_example_validator(small_cifar10, tmp_path):
     assert states["ExampleValidator"] == ["failed"]
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(states)
     assert run.versions(run.serving_dir) == [] and run.versions(run.tflite_dir) == []
+
+
+def test_the_served_model_is_the_baseline_and_is_not_pushed_twice(trained_pipeline,
+                                                                    small_cifar10, tmp_path):
+    """The same command again: the cached model is judged against its own served copy and
+    nothing new is published. Another output folder pushing into the same --serving-dir is
+    judged against the model served there, which its own metadata store never saw."""
+    output_dir = tmp_path / "again"
+    shutil.copytree(trained_pipeline.output_dir, output_dir)
+    before = trained_pipeline.versions(output_dir / contract.SERVING_BASE_DIR)
+    again = run_pipeline(small_cifar10, output_dir)
+    assert again.process.returncode == 0, again.explain()
+    assert f"version {before[-1]} already serves this model" in again.process.stdout
+    assert again.versions(again.serving_dir) == before
+    assert again.versions(again.tflite_dir) == before
+
+    other = run_pipeline(small_cifar10, tmp_path / "other", "--serving-dir",
+                         str(again.serving_dir), "--tflite-dir", str(again.tflite_dir))
+    assert other.process.returncode == 0, other.explain()
+    view = runs.RunView(runs.open_store(str(other.metadata_path)))
+    baseline = view.input(contract.EVALUATOR_NODE, "baseline_model")
+    assert runs.custom_value(baseline, contract.BASELINE_VERSION_PROPERTY) == int(before[-1])
+    blessing = view.output(contract.EVALUATOR_NODE, "blessing")
+    assert runs.custom_value(blessing, "baseline_model") == baseline.uri  # TFX's own record

@@ -14,7 +14,7 @@ from reports import run_report, runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NODES = ("Cifar10ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-         "Tuner", "Trainer", "latest_blessed_model_resolver", "previous_statistics_resolver",
+         "Tuner", "Trainer", "ServedModelBaseline", "previous_statistics_resolver",
          "Evaluator",
          "TFLiteConverter", "Pusher")
 
@@ -98,7 +98,7 @@ def test_report_data_statistics_per_split(written_report, small_cifar10):
 @pytest.mark.e2e
 def test_report_hyperparameters_and_per_class_metrics(written_report):
     markdown = written_report["markdown"]
-    assert "The Tuner ran in this run (2 completed trial(s)" in markdown  # the default DAG
+    assert "The Tuner ran (2 completed trial(s)" in markdown  # the default DAG
     assert "(defaults) |" in markdown and "of the Trainer's" in markdown
     assert re.search(r"^\| learning_rate \| ", markdown, re.MULTILINE)
     for name in contract.CLASS_NAMES:

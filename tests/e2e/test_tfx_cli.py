@@ -21,8 +21,8 @@ pytestmark = pytest.mark.e2e
 TFX = str(Path(sys.executable).with_name("tfx"))
 
 
-def _tfx(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([TFX, *args, "--engine", "local"], cwd=PROJECT_DIR, env=env,
+def _tfx(env: dict, *args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess:
+    return subprocess.run([TFX, *args, "--engine", "local"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1200)
 
 
@@ -36,7 +36,9 @@ def test_tfx_cli_creates_updates_and_runs_the_pipeline(small_cifar10, tmp_path):
            "CIFAR10_TUNER_EPOCHS": "1"}
 
     # No data dir: creating the pipeline must not start the download nor read a metadata store.
-    created = _tfx(env, "pipeline", "create", "--pipeline_path", "local_runner.py")
+    # As the README: the absolute path, which `tfx run create` runs again from any folder.
+    created = _tfx(env, "pipeline", "create", "--pipeline_path",
+                   str(PROJECT_DIR / "local_runner.py"))
     assert created.returncode == 0, created.stdout + created.stderr
     assert f'Pipeline "{contract.PIPELINE_NAME}" created successfully.' in created.stdout
     assert not download_dir.exists() or not any(download_dir.iterdir())
@@ -47,7 +49,7 @@ def test_tfx_cli_creates_updates_and_runs_the_pipeline(small_cifar10, tmp_path):
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert "updated successfully" in updated.stdout
 
-    run = _tfx(env, "run", "create", "--pipeline_name", contract.PIPELINE_NAME)
+    run = _tfx(env, "run", "create", "--pipeline_name", contract.PIPELINE_NAME, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     versions = [p.name for p in (output_dir / contract.SERVING_BASE_DIR).iterdir()
                 if p.name.isdigit()]

@@ -14,6 +14,7 @@ import pytest
 
 from cli import logs
 from cli.main import main
+from modules import contract
 from pipeline import configs
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -152,6 +153,24 @@ def test_missing_hyperparameters_dir_is_refused(command, capsys, tmp_path):
     assert f"--hyperparameters-dir {missing}" in line and "is not a folder" in line, line
 
 
+@pytest.mark.parametrize("command", [["run"], KFP_BASE])
+@pytest.mark.parametrize("layout", ["empty", "the Tuner's parent folder", "two files"])
+def test_hyperparameters_dir_must_hold_the_one_file(command, layout, capsys, tmp_path):
+    """TFX reads the one file of the folder; anything else used to fail in the Trainer."""
+    folder = tmp_path / "best_hyperparameters"
+    folder.mkdir()
+    if layout == "the Tuner's parent folder":
+        (folder / "8").mkdir()
+        (folder / "8" / contract.BEST_HYPERPARAMETERS_FILE).write_text("{}")
+    elif layout == "two files":
+        (folder / contract.BEST_HYPERPARAMETERS_FILE).write_text("{}")
+        (folder / "notes.txt").write_text("")
+    assert main([*command, "--hyperparameters-dir", str(folder)]) == 2
+    line = _one_error_line(capsys)
+    assert f"--hyperparameters-dir {folder}" in line, line
+    assert f"must hold one file, {contract.BEST_HYPERPARAMETERS_FILE}" in line, line
+
+
 @pytest.mark.parametrize("flag", ["--trainer-memory", "--trainer-cpu"])
 @pytest.mark.parametrize("value", ["0", "-4"])
 def test_zero_or_negative_trainer_resources_are_refused(flag, value, capsys, tmp_path):
@@ -171,7 +190,10 @@ def test_the_rules_live_in_pipeline_config(tmp_path):
     assert error.value.setting == "hyperparameters_dir"
     # What a cluster would read is not checked here: a URL, or a folder that exists.
     configs.PipelineConfig(hyperparameters_dir="gs://bucket/tuner/best_hyperparameters")
-    configs.PipelineConfig(hyperparameters_dir=str(tmp_path), beam_workers=0)
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / contract.BEST_HYPERPARAMETERS_FILE).write_text("{}")
+    configs.PipelineConfig(hyperparameters_dir=str(best), beam_workers=0)
 
 
 def test_run_with_a_folder_without_the_batches_fails_with_status_1(capsys, tmp_path):

@@ -436,3 +436,21 @@ def test_dest_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys):
     # /proc/1 refuses new entries even to root (tests here run as root, so chmod would not do).
     assert main(["--dest", "/proc/1/cifar10", "--url", "http://127.0.0.1:9/x"]) == 1
     assert "/proc/1/cifar10" in _one_line(capsys)
+
+
+def test_run_without_data_points_at_an_unverified_folder_it_found(tmp_path, monkeypatch):
+    """`run` has no --url: an unreachable site and a cifar-10-batches-bin/ already in the download
+    folder (built from a local copy, so not a verified download) give one line that names
+    --data-dir with that folder."""
+    from cli import run as run_module
+
+    real = dl.download_cifar10
+    monkeypatch.setattr(dl, "download_cifar10",  # the real download, from a closed port
+                        lambda dest: real(dest, url=_closed_port_url(), timeout=5,
+                                          progress=False))
+    (tmp_path / "cache" / "cifar-10-batches-bin").mkdir(parents=True)
+    with pytest.raises(run_module.Failure) as failure:
+        run_module.resolve_data_dir(None, str(tmp_path / "cache"))
+    message = str(failure.value)
+    assert "could not reach" in message and "cifar10-tfx download --url" in message
+    assert message.endswith(f"pass --data-dir {tmp_path / 'cache'}.")

@@ -17,6 +17,7 @@ from PIL import Image
 from modules import contract
 from serving import local_models
 from serving.client import InputError, Prediction
+from tests.support import serving_test_server as sts
 
 
 class _MeanColour(tf.Module):
@@ -169,3 +170,16 @@ def test_one_row_and_one_log_line_per_file_whatever_the_file_names(base_path, tm
     assert len(lines) == 4  # the header and three rows
     assert any(line.startswith(f"{folder}/two\\nlines.png ") for line in lines)
     assert any(line.startswith(f"{folder}/tab\\there.png ") for line in lines)
+
+
+@pytest.mark.parametrize("damage", ["shard missing", "shard cut off"])
+def test_a_saved_model_whose_weights_do_not_read_is_one_error_naming_it(tmp_path, damage):
+    """Not TensorFlow's 50-line traceback from inside the loader."""
+    sts.build_stand_in_model(str(tmp_path / "1"))
+    (shard,) = (tmp_path / "1" / "variables").glob("variables.data-*")
+    if damage == "shard missing":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(InputError, match=f"^{tmp_path / '1'}: SavedModel does not load \\("):
+        local_models.SavedModelBackend(str(tmp_path))

@@ -362,3 +362,18 @@ def test_symbolic_links_in_a_local_source_are_refused(source, dest, tmp_path, li
     assert len(err.strip().splitlines()) == 1
     assert os.listdir(dest) == []
     assert tree(victim) == before
+
+
+@pytest.mark.parametrize("damage", ["shard missing", "shard cut off"])
+def test_damaged_variables_are_refused_and_leave_nothing(source, dest, stand_in, damage):
+    """The signatures parse, but the weights do not read: refused before it becomes a version."""
+    bad = add_version(source, 20, stand_in)
+    (shard,) = (bad / "variables").glob("variables.data-*")
+    if damage == "shard missing":
+        shard.unlink()
+    else:
+        shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ModelDownloadError,
+                       match="^SavedModel does not load: its variables cannot be read"):
+        download_model(str(source), str(dest))
+    assert os.listdir(dest) == []

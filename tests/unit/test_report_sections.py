@@ -55,7 +55,12 @@ def test_tuner_section_shows_the_trials_and_the_best_values(tmp_path):
     doc = document.Document()
     run_report.section_hyperparameters(doc, view)
     markdown = document.to_markdown(doc)
-    assert "The Tuner ran in this run (2 completed trial(s)" in markdown
+    assert "The Tuner ran (2 completed trial(s)" in markdown
+    reused = document.Document()  # a cache hit: not "ran", and said so
+    run_report.section_hyperparameters(reused, view, [{"node": "Tuner", "state": "cached",
+                                                       "seconds": 0.1}])
+    assert "The search came from an earlier run (2 completed trial(s)" in \
+        document.to_markdown(reused)
     assert "| 2 | 0.5500 | 0.1 | 0.2 |" in markdown and "| 0 | 0.4100 | 0.3 | 0.05 |" in markdown
     assert "Best hyperparameters found:" in markdown
     assert "1,234 parameters, 3 epoch(s) of 10 steps on 640 train examples" in markdown

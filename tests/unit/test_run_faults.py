@@ -469,3 +469,46 @@ def test_stopping_beam_workers_ends_them_and_nothing_else():
         for process in (worker, other):
             process.kill()
             process.wait()
+
+
+def test_a_misspelled_setting_in_the_environment_is_named(tmp_path, data_dir, capsys,
+                                                          monkeypatch):
+    """CIFAR10_NO_TUNE and CIFAR10_EPOCH are read by nothing: each gets one warning line with the
+    variable that would work, before the flags are checked."""
+    monkeypatch.setenv("CIFAR10_NO_TUNE", "1")
+    monkeypatch.setenv("CIFAR10_EPOCH", "2")
+    monkeypatch.setenv("CIFAR10_IMAGE", "registry/cifar10:1")  # compile-kfp's: no warning
+    assert main(["run", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"),
+                 "--epochs", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [
+        "warning: CIFAR10_EPOCH is not a setting and is ignored; did you mean CIFAR10_EPOCHS?",
+        "warning: CIFAR10_NO_TUNE is not a setting and is ignored; did you mean "
+        "CIFAR10_TUNE=false?"]
+    assert "epochs" in err[2] and len(err) == 3
+
+
+def test_sigterm_stops_the_run_as_ctrl_c_does():
+    """`timeout`, `docker stop` and systemd send SIGTERM: the guard takes it as a Ctrl-C (the
+    run's cleanup and one line follow), records which signal came, and gives SIGTERM back."""
+    from cli.interrupted import InterruptGuard
+
+    before = signal.getsignal(signal.SIGTERM)
+    guard = InterruptGuard()
+    with pytest.raises(KeyboardInterrupt):
+        with guard:
+            signal.raise_signal(signal.SIGTERM)
+    assert guard.signal_number == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_missing_batch_file_is_named(tmp_path, data_dir, capsys):
+    """The ExampleGen reads whatever data_batch_*.bin there is: one lost file trained on 4/5 of
+    the data without a word."""
+    (data_dir / contract.BATCHES_DIR / contract.TRAIN_BATCH_FILES[-1]).unlink()
+    assert main(["run", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"error: {data_dir / contract.BATCHES_DIR} lacks data_batch_5.bin: the "
+                    "official archive unpacks data_batch_1.bin to data_batch_5.bin and "
+                    "test_batch.bin.")
+    assert not (tmp_path / "out").exists()

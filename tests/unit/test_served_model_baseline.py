@@ -47,3 +47,20 @@ def test_newest_complete_version_is_copied_in_the_serving_layout(tmp_path):
 
 def test_newest_served_version():
     assert executor.newest_served_version("/nonexistent/serving") is None
+
+
+def test_the_local_dag_judges_against_the_served_model_and_never_caches_it(tmp_path):
+    """Locally too the baseline is the newest version in --serving-dir (another output folder
+    may have pushed it), and its node runs on every run: a cached copy would be stale."""
+    from pipeline import baselines, configs, pipeline
+
+    config = configs.PipelineConfig(output_dir=str(tmp_path / "out"), data_root=str(tmp_path))
+    dag = pipeline.create_pipeline(config)
+    evaluator = next(c for c in dag.components if c.id == contract.EVALUATOR_NODE)
+    assert evaluator.inputs["baseline_model"].producer_component_id == \
+        contract.SERVED_MODEL_BASELINE_NODE
+    caching = {node.pipeline_node.node_info.id:
+               node.pipeline_node.execution_options.caching_options.enable_cache
+               for node in baselines.local_ir(dag).nodes}
+    assert caching[contract.SERVED_MODEL_BASELINE_NODE] is False
+    assert caching[contract.TRAINER_NODE] is True and caching[contract.TUNER_NODE] is True

@@ -1,6 +1,7 @@
 """The ServingPusher's executor on real folders: what it pushes, and what it never touches."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -307,3 +308,42 @@ def test_a_failed_push_leaves_no_new_base_path_behind(tmp_path):
     with pytest.raises(model_base.ModelBaseError, match=rf"^{blocker}/tflite: cannot prepare"):
         push(tmp_path, serving, blocker / "tflite")
     assert not serving.exists()
+
+
+def test_the_model_already_served_is_not_pushed_again(tmp_path):
+    """A re-run whose Trainer came from the cache is blessed against the served copy of itself:
+    the newest version's card names this model, so nothing new is published."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    version = push(tmp_path, serving, tflite).get_int_custom_property(
+        contract.PUSHED_VERSION_PROPERTY)
+    card = serving / contract.MODEL_CARDS_DIR / str(version)
+    card.mkdir(parents=True)  # as the Pusher writes it when the evaluation is connected
+    (card / contract.MODEL_CARD_JSON).write_text(json.dumps({"model_uri": str(tmp_path / "model")}))
+
+    again = push(tmp_path, serving, tflite)
+    assert model_base.list_versions(str(serving)) == [version]
+    assert model_base.list_versions(str(tflite)) == [version]
+    assert again.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 1
+    assert again.get_int_custom_property(contract.PUSHED_PROPERTY) == 1
+    assert again.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY) == version
+    assert again.get_string_custom_property(contract.PUSHED_DESTINATION_PROPERTY) == \
+        str(serving / str(version))
+    assert again.get_string_custom_property(contract.PUSHED_MODEL_CARD_PROPERTY) == \
+        str(card / contract.MODEL_CARD_MARKDOWN)
+
+    # Its .tflite gone: the version is not whole, so the model is pushed as a new one.
+    (tflite / str(version) / contract.TFLITE_FILE).unlink()
+    third = push(tmp_path, serving, tflite)
+    assert third.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 0
+    assert model_base.list_versions(str(serving))[-1] > version
+
+
+def test_another_model_than_the_served_one_is_pushed(tmp_path):
+    serving = tmp_path / "serving"
+    version = push(tmp_path, serving).get_int_custom_property(contract.PUSHED_VERSION_PROPERTY)
+    card = serving / contract.MODEL_CARDS_DIR / str(version)
+    card.mkdir(parents=True)
+    (card / contract.MODEL_CARD_JSON).write_text(json.dumps({"model_uri": "/elsewhere/model/7"}))
+    pushed = push(tmp_path, serving)
+    assert len(model_base.list_versions(str(serving))) == 2
+    assert pushed.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 0

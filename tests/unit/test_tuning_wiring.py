@@ -29,6 +29,7 @@ def test_default_dag_tunes_and_the_trainer_takes_the_best_values(config):
 def test_no_tune_and_imported_values_leave_the_tuner_out(config, tmp_path):
     assert contract.TUNER_NODE not in _nodes(dataclasses.replace(config, enable_tuning=False))
     (tmp_path / "best").mkdir()
+    (tmp_path / "best" / contract.BEST_HYPERPARAMETERS_FILE).write_text("{}")
     imported = _nodes(dataclasses.replace(config, hyperparameters_dir=str(tmp_path / "best")))
     assert contract.TUNER_NODE not in imported
     assert contract.HYPERPARAMETERS_IMPORTER_NODE in imported
