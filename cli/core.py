@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100,
@@ -85,6 +86,17 @@ def _flag_name(param: click.Parameter) -> str:
     return param.human_readable_name
 
 
+def env_source(ctx: click.Context | None, param: click.Parameter | None) -> str | None:
+    """The environment variable `param`'s value came from, or None (it came from a flag or a
+    default): `tfx run create` starts local_runner.py with no flags at all."""
+    if ctx is None or not isinstance(param, click.Option) or not param.name or \
+            ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT:
+        return None
+    envvar = param.envvar or (f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+                              if ctx.auto_envvar_prefix else None)
+    return envvar if isinstance(envvar, str) else None
+
+
 def describe(error: click.UsageError) -> str:
     """The one-line message for a usage error, in the words argparse used."""
     if isinstance(error, click.NoSuchOption):
@@ -92,7 +104,10 @@ def describe(error: click.UsageError) -> str:
     if isinstance(error, click.MissingParameter) and error.param is not None:
         return f"the following arguments are required: {_flag_name(error.param)}"
     if isinstance(error, click.BadParameter) and error.param is not None:
-        return f"argument {_flag_name(error.param)}: {error.message} (see --help)"
+        envvar = env_source(error.ctx, error.param)
+        where = f"environment variable {envvar}" if envvar else \
+            f"argument {_flag_name(error.param)}"
+        return f"{where}: {error.message} (see --help)"
     if isinstance(error, click.BadOptionUsage):
         return f"argument {error.option_name}: expected one argument (see --help)"
     return error.format_message()

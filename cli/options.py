@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cli.core import Choice, Float, Int, Option, usage_error
+from cli.core import Choice, Float, Int, Option, env_source, usage_error
 from modules import contract, urls
 from pipeline import beam, configs
 
@@ -198,6 +198,12 @@ def build_config(renamed: Mapping[str, str] | None = None, local: bool = False,
     except configs.ConfigError as error:
         value = error.value
         shown = f"{value:g}" if isinstance(value, float) else str(value)
-        raise usage_error(f"{flag_of(error.setting, renamed)} {shown}: {error}") from None
+        flag = flag_of(error.setting, renamed)
+        ctx = click.get_current_context(silent=True)
+        param = next((p for p in ctx.command.params if flag in getattr(p, "opts", ())),
+                     None) if ctx is not None else None
+        envvar = env_source(ctx, param)
+        named = f"{envvar}={shown}" if envvar else f"{flag} {shown}"
+        raise usage_error(f"{named}: {error}") from None
     except ValueError as error:
         raise usage_error(str(error)) from None

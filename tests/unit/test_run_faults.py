@@ -512,3 +512,14 @@ def test_a_missing_batch_file_is_named(tmp_path, data_dir, capsys):
                     "official archive unpacks data_batch_1.bin to data_batch_5.bin and "
                     "test_batch.bin.")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0", "error: CIFAR10_EPOCHS=0: epochs must be at least 1"),
+    ("ten", "error: environment variable CIFAR10_EPOCHS: invalid int value: 'ten' (see --help)")])
+def test_a_bad_value_from_the_environment_names_the_variable(tmp_path, data_dir, capsys,
+                                                             monkeypatch, value, expected):
+    """Under `tfx run create` nobody typed --epochs: the message names what was set."""
+    monkeypatch.setenv("CIFAR10_EPOCHS", value)
+    assert main(["run", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [expected]
