@@ -37,6 +37,9 @@ log = logging.getLogger("cifar10_tfx.model_base")
 
 DIR, FILE, LINK = "dir", "file", "link"
 _CHUNK_BYTES = 8 << 20
+# A staging folder younger than this is a copy in progress (another run may be pushing into the
+# same base path); older, it is an interrupted copy's leftovers. A copy takes seconds to minutes.
+STAGING_STALE_SECONDS = 3600
 
 
 class ModelBaseError(Exception):
@@ -298,16 +301,37 @@ def next_version(bases: Sequence[str], now: int | None = None) -> int:
     return max(now, latest + 1)
 
 
-def remove_stale_staging(base: str, fs: Filesystem | None = None) -> None:
-    """Removes what an interrupted copy left in a base path; a link is unlinked, not followed."""
+def staging_name(version: int) -> str:
+    """`.incoming-<version>-<start, Unix seconds>-<random>`: a copy in progress, and since when."""
+    return f"{contract.STAGING_PREFIX}{version}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+
+
+def _staging_started(name: str) -> int | None:
+    """The start time in a staging_name, or None (an older name, or not one of ours)."""
+    parts = name.removeprefix(contract.STAGING_PREFIX).split("-")
+    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+
+
+def remove_stale_staging(base: str, fs: Filesystem | None = None,
+                         now: float | None = None) -> None:
+    """Removes what an interrupted copy left in a base path; a link is unlinked, not followed.
+
+    A staging folder started less than STAGING_STALE_SECONDS ago is another push in progress
+    (another run pushing into the same base path) and stays.
+    """
     fs = fs or filesystem_for(base)
     if not fs.isdir(base):
         return
+    now = time.time() if now is None else now
     for name in fs.listdir(base):
-        if name.startswith(contract.STAGING_PREFIX):
-            log.warning("Removing the leftovers of an interrupted copy: %s",
-                        fs.join(base, name))
-            fs.remove(fs.join(base, name))
+        if not name.startswith(contract.STAGING_PREFIX):
+            continue
+        started = _staging_started(name)
+        if started is not None and now - started < STAGING_STALE_SECONDS:
+            log.info("Leaving %s: another copy in progress", fs.join(base, name))
+            continue
+        log.warning("Removing the leftovers of an interrupted copy: %s", fs.join(base, name))
+        fs.remove(fs.join(base, name))
 
 
 def _checked_parts(entry: Entry, source: str) -> list[str]:
@@ -393,14 +417,13 @@ def publish_version(source: str, base: str, version: int, last: str = "",
     if base_fs.exists(final) and not replace:
         raise ModelBaseError(f"{final} already exists; refusing to overwrite a published version")
     base_fs.makedirs(base)
-    tag = uuid.uuid4().hex[:8]
-    staging = base_fs.join(base, f"{contract.STAGING_PREFIX}{version}-{tag}")
+    staging = base_fs.join(base, staging_name(version))
     try:
         copy_tree(source_fs, source, base_fs, staging, last=last)
         if check is not None:
             check(staging)
         if base_fs.exists(final):
-            replaced = base_fs.join(base, f"{contract.STAGING_PREFIX}{version}-{tag}-replaced")
+            replaced = staging + "-replaced"
             base_fs.rename(final, replaced)
             try:
                 _promote(base_fs, staging, final, last)
@@ -443,7 +466,7 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
                 raise ModelBaseError(f"{final} already exists; refusing to overwrite a "
                                      f"published version")
             fs.makedirs(base)
-            staging = fs.join(base, f"{contract.STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+            staging = fs.join(base, staging_name(version))
             staged.append((fs, staging, final, last))
             copy_tree(filesystem_for(source), source, fs, staging, last=last)
         for fs, staging, final, last in staged:

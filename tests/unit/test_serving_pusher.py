@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,24 @@ def test_stale_staging_is_removed_and_versions_keep_rising(tmp_path):
     (serving / "9999999999").mkdir()  # a version from the future: the next one goes above it
     push(tmp_path, serving)
     assert sorted(os.listdir(serving)) == ["10000000000", "9999999999"]
+
+
+def test_another_push_in_progress_keeps_its_staging_and_leftovers_go(tmp_path):
+    """Two runs pushing into one base path: the second removed the first one's staging folder
+    mid-copy, and the first failed after its training. Only a staging folder older than
+    STAGING_STALE_SECONDS (by the start time in its name) is an interrupted copy's."""
+    serving = tmp_path / "serving"
+    now = int(time.time())
+    in_progress = serving / f"{contract.STAGING_PREFIX}7-{now - 60}-0badf00d"
+    leftover = serving / (f"{contract.STAGING_PREFIX}6-"
+                          f"{now - model_base.STAGING_STALE_SECONDS - 1}-deadbeef")
+    for folder in (in_progress, leftover):
+        (folder / "variables").mkdir(parents=True)
+    push(tmp_path, serving)
+    assert in_progress.exists() and not leftover.exists()
+    name = model_base.staging_name(8)
+    assert name.startswith(f"{contract.STAGING_PREFIX}8-") and \
+        abs(int(name.split("-")[2]) - time.time()) < 5
 
 
 @pytest.mark.parametrize("base", ["serving", "tflite"])
