@@ -293,7 +293,7 @@ def pipeline_measurements(output_dir: str, images, labels, exact=None,
         raise SystemExit("error: the pipeline pushed no model; nothing to benchmark.")
     store = runs.open_store(metadata_path)
     spans = runs.training_run_spans(store)
-    model_uri = runs.latest_artifact(store, "Model").uri
+    model_uri = runs.latest_trained_model(store).uri
     with open(os.path.join(runs.latest_artifact(store, "ModelRun").uri,
                            contract.TRAINING_SUMMARY_FILE)) as f:
         summary = json.load(f)

@@ -55,7 +55,7 @@ def trained_artifacts(output_dir: str) -> tuple[str, str]:
         store = runs.open_store(os.path.join(output_dir, contract.METADATA_FILE))
     except FileNotFoundError as error:
         raise SystemExit(f"error: --output-dir {output_dir}: {error}") from None
-    model, graph = (runs.latest_artifact(store, kind) for kind in ("Model", "TransformGraph"))
+    model, graph = runs.latest_trained_model(store), runs.latest_artifact(store, "TransformGraph")
     if model is None or graph is None:
         raise SystemExit(f"error: --output-dir {output_dir}: no trained Model and "
                          f"TransformGraph in its ML Metadata; run the pipeline there first.")

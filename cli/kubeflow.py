@@ -14,6 +14,7 @@ CIFAR10_* environment variable (the flag wins). See docs/kubeflow.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import posixpath
@@ -362,8 +363,12 @@ def finish_spec(job: dict, args: argparse.Namespace, parameters: Mapping[str, An
 
 
 def kfp_pipeline_spec(job: dict, pipeline_root: str) -> dict:
-    """The PipelineSpec alone, as KFP 2.x clusters take it, with the pipeline root as default."""
-    return {**job["pipelineSpec"], "defaultPipelineRoot": pipeline_root}
+    """The PipelineSpec alone, as KFP 2.x clusters take it, with the pipeline root as default:
+    what the `kfp` target's spec never caches, whichever target wrote it (the `vertex` target's
+    YAML may be uploaded to a KFP cluster too)."""
+    spec = copy.deepcopy(job["pipelineSpec"])
+    targets.never_cache(spec, targets.uncached_tasks(contract.TARGET_KFP))
+    return {**spec, "defaultPipelineRoot": pipeline_root}
 
 
 def compile_pipeline(args: argparse.Namespace) -> dict:

@@ -75,7 +75,8 @@ def training_options(section: str) -> Callable[[F], F]:
                help="test accuracy the model needs to be blessed and pushed"),
         option("--max-accuracy-regression", type=Float(),
                default=default("max_accuracy_regression"),
-               help="how much worse than the latest blessed model a new one may be"),
+               help="how much worse than the model being served (the newest version in the "
+                    "serving folder) a new one may be"),
         option("--test-time-augmentation", type=Choice(contract.TEST_TIME_AUGMENTATIONS),
                default=default("test_time_augmentation"),
                help="views the exported model averages per image: none (1), flip (2), "

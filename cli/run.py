@@ -29,7 +29,6 @@ BEAM = "Apache Beam and logs"
 # Every flag of `run` can come from the environment as CIFAR10_<FLAG> (CIFAR10_DATA_DIR,
 # CIFAR10_EPOCHS, ...): how settings reach local_runner.py when the tfx CLI starts it bare.
 ENV_PREFIX = "CIFAR10"
-TEST_ENV_VARS = ("CIFAR10_SHARED_DIR", "CIFAR10_SAVED_MODEL")  # read by the test suite
 
 
 def resolve_data_dir(data_dir: str | None, download_dir: str) -> str:
@@ -167,7 +166,12 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
             tfx.orchestration.LocalDagRunner().run_with_ir(baselines.local_ir(dag))
     except KeyboardInterrupt:
         guard.caught()
-        interrupted.clean_up(config, earlier)
+        # A supervisor's second SIGTERM must not cut the cleanup of the store short.
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            interrupted.clean_up(config, earlier)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         print(f"\ninterrupted: nothing was pushed by this run; run the same command again to "
               f"resume (finished components are reused from {config.metadata_path})",
               file=sys.stderr)
@@ -185,11 +189,10 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
     outcome = runs.latest_outcome(config.metadata_path, run_id=ours[-1] if ours else None)
     accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.2%}"
     print(f"\nTest accuracy: {accuracy} (threshold {config.accuracy_threshold:.0%})")
-    if outcome.pushed and outcome.already_served:
+    if outcome.pushed:
         print(f"Blessed; version {outcome.pushed_version} already serves this model, so nothing "
-              f"new was pushed:")
-    elif outcome.pushed:
-        print(f"Blessed and pushed version {outcome.pushed_version}:")
+              f"new was pushed:" if outcome.already_served else
+              f"Blessed and pushed version {outcome.pushed_version}:")
         print(f"  SavedModel (TF Serving base path {config.serving_dir}): {outcome.serving_path}")
         if outcome.tflite_path:
             print(f"  TFLite: {outcome.tflite_path}")
@@ -209,14 +212,16 @@ def misspelled_env_vars(command: click.Command, environ: dict[str, str]) -> list
     prefix, negation = f"{ENV_PREFIX}_", f"{ENV_PREFIX}_NO_"
     warnings = []
     for name in sorted(environ):
-        if not name.startswith(prefix) or name in own or name in (*ENV_VARS.values(),
-                                                                   *TEST_ENV_VARS):
+        if not name.startswith(prefix) or name in own or name in ENV_VARS.values():
             continue
         flag = prefix + name.removeprefix(negation)
         if name.startswith(negation) and flag in own and own[flag].secondary_opts:
             hint = f"{flag}=false"  # --tune/--no-tune reads CIFAR10_TUNE
-        else:
-            hint = next(iter(difflib.get_close_matches(name, own, n=1, cutoff=0.8)), "")
+        else:  # compared without the prefix, which every name shares
+            close = difflib.get_close_matches(name.removeprefix(prefix),
+                                              [o.removeprefix(prefix) for o in own], n=1,
+                                              cutoff=0.8)
+            hint = prefix + close[0] if close else ""
         if hint:
             warnings.append(f"warning: {name} is not a setting and is ignored; did you mean "
                             f"{hint}?")

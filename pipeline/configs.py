@@ -97,7 +97,7 @@ class PipelineConfig:
     # full-data networks, 0 to 0.34 points under flip (benchmarks/RESULTS.md, "Test-time levels").
     test_time_augmentation: str = contract.TTA_FLIP_IF_UNSURE
 
-    # Evaluator: blessing needs this test accuracy, and no regression against the last blessed.
+    # Evaluator: blessing needs this test accuracy, and no regression against the served model.
     accuracy_threshold: float = 0.80
     max_accuracy_regression: float = 0.0
 

@@ -2,7 +2,7 @@
 
 ExampleGen -> StatisticsGen -> (curated schema) -> ExampleValidator (stops on anomalies and on
 label drift since the previous run's statistics) ->
-Transform -> Tuner (unless --no-tune) -> Trainer -> Evaluator (vs. latest blessed) ->
+Transform -> Tuner (unless --no-tune) -> Trainer -> Evaluator (vs. the served model) ->
 [TFLiteConverter] -> Pusher
 """
 from __future__ import annotations

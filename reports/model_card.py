@@ -322,7 +322,7 @@ def _section_blessing(doc: Document, facts: dict) -> None:
                  f"{_pct(evaluation.get('baseline_accuracy'))}; this model "
                  f"{(evaluation.get('accuracy_change') or 0) * 100:+.2f} points).")
     else:
-        doc.para("Baseline: none (no earlier blessed model), so only absolute thresholds "
+        doc.para("Baseline: none (nothing was served yet), so only absolute thresholds "
                  "applied" + (" and change thresholds were rubber-stamped." if
                               blessing["rubber_stamp"] else "."))
     rows = []

@@ -405,7 +405,7 @@ def section_metrics(doc: Document, view: RunView, out_dir: str) -> dict | None:
     accuracy_diff = tfma_metrics.ACCURACY + tfma_metrics.DIFF_SUFFIX
     if accuracy_diff in metrics and accuracy is not None:
         diff = metrics[accuracy_diff]
-        rows.append(["Baseline accuracy (latest blessed model)", _pct(accuracy - diff)])
+        rows.append(["Baseline accuracy (the model being served)", _pct(accuracy - diff)])
         rows.append(["Accuracy change vs. the baseline", f"{diff * 100:+.2f} points"])
     doc.table(["Metric", "Value"], rows, numeric=[False, True])
     matrix = tfma_metrics.confusion_from_plots(result)
@@ -505,8 +505,11 @@ def section_blessing(doc: Document, view: RunView, metrics: dict | None) -> None
     failures = [f for per_slice in validation.metric_validations_per_slice
                 for f in per_slice.failures]
     doc.para(f"Verdict: **{'BLESSED' if blessed else 'NOT BLESSED'}** (`{blessing.uri}`).")
-    doc.para(f"Baseline: the latest blessed model, `{baseline}`." if baseline else
-             "Baseline: none (no earlier blessed model), so only absolute thresholds applied.")
+    served = view.input(contract.EVALUATOR_NODE, "baseline_model")
+    version = runs.custom_value(served, contract.BASELINE_VERSION_PROPERTY) if served else None
+    doc.para((f"Baseline: version {version}, the model being served, `{baseline}`." if version
+              else f"Baseline: `{baseline}`.") if baseline else
+             "Baseline: none (nothing was served yet), so only absolute thresholds applied.")
     applied = thresholds_from_config(stored.get("evalConfig", {}))
     evaluator = view.execution(contract.EVALUATOR_NODE)
     configured_json = runs.custom_value(evaluator, "eval_config") if evaluator else None
@@ -546,7 +549,9 @@ def section_pushed(doc: Document, view: RunView) -> None:
     tflite_dir = runs.custom_value(pusher, "tflite_dir") if pusher is not None else None
     if pushed is not None and runs.custom_value(pushed, contract.PUSHED_PROPERTY):
         version = runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)
-        items = [f"Version **{version}**",
+        already = runs.custom_value(pushed, contract.ALREADY_SERVED_PROPERTY)
+        items = [f"Version **{version}**" + (" (already served: this run published nothing "
+                                             "new)" if already else ""),
                  f"SavedModel: `{runs.custom_value(pushed, contract.PUSHED_DESTINATION_PROPERTY)}`"]
         tflite_path = runs.custom_value(pushed, contract.PUSHED_TFLITE_DESTINATION_PROPERTY)
         if tflite_path:

@@ -167,6 +167,18 @@ def latest_artifact(store, type_name: str, among: set[int] | None = None):
     return max(live, key=lambda a: a.id) if live else None
 
 
+def latest_trained_model(store):
+    """The newest LIVE Model a Trainer output (None if none): ServedModelBaseline outputs Models
+    too, copies of the served SavedModel without the Keras model or the training summary."""
+    trainings = [e.id for e in store.get_executions()
+                 if node_id(e, store) == contract.TRAINER_NODE]
+    if not trainings:
+        return None
+    events = store.get_events_by_execution_ids(trainings)
+    return latest_artifact(store, "Model",
+                           {e.artifact_id for e in events if e.type in OUTPUT_EVENTS})
+
+
 def execution_artifacts(store, execution_id: int) -> dict:
     """{"inputs": {key: [artifact]}, "outputs": {key: [artifact]}} of one execution."""
     events = store.get_events_by_execution_ids([execution_id])

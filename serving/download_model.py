@@ -92,8 +92,8 @@ def check_variables(path: str) -> None:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except (tf.errors.OpError, ValueError, IndexError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        reason = reason.replace(path.rstrip(os.sep) + os.sep, "")  # not the staging folder's
+        # the file's name within the model, not the staging folder's path
+        reason = model_base.first_line(exc).replace(path.rstrip(os.sep) + os.sep, "")
         raise ModelDownloadError(f"SavedModel does not load: its variables cannot be read "
                                  f"({reason})") from exc
 

@@ -69,9 +69,8 @@ class SavedModelBackend:
             self._model = tf.saved_model.load(self.path, tags=[contract.SERVING_TAG])
         except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
             # e.g. a variables shard missing or cut off: TensorFlow's own traceback is 50 lines
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else \
-                type(error).__name__
-            raise InputError(f"{self.path}: SavedModel does not load ({reason})") from None
+            raise InputError(f"{self.path}: SavedModel does not load "
+                             f"({model_base.first_line(error)})") from None
         self._signature = _serving_signature(self._model, self.path)
 
     def predict_images(self, images: Sequence[bytes], sources: Sequence | None = None) -> list:

@@ -293,6 +293,27 @@ def list_versions(base: str, fs: Filesystem | None = None, containing: str = "")
                   and (not containing or fs.exists(fs.join(base, name, containing))))
 
 
+def served_version(base: str, fs: Filesystem | None = None) -> int | None:
+    """The version TF Serving serves from a base path: the highest that holds saved_model.pb."""
+    versions = list_versions(base, fs, containing=contract.SAVED_MODEL_FILE)
+    return versions[-1] if versions else None
+
+
+def same_file(first: str, second: str) -> bool:
+    """True when both files exist and hold the same bytes (each on its own filesystem)."""
+    first_fs, second_fs = filesystem_for(first), filesystem_for(second)
+    if not (first_fs.exists(first) and second_fs.exists(second)) or \
+            first_fs.size(first) != second_fs.size(second):
+        return False
+    with first_fs.open(first, "rb") as a, second_fs.open(second, "rb") as b:
+        while True:
+            chunk = a.read(_CHUNK_BYTES)
+            if chunk != b.read(_CHUNK_BYTES):
+                return False
+            if not chunk:
+                return True
+
+
 def next_version(bases: Sequence[str], now: int | None = None) -> int:
     """A Unix-time version (as TFX's Pusher uses), kept above every version in all the bases, so
     the SavedModel and its .tflite can share one number."""
@@ -437,6 +458,12 @@ def publish_version(source: str, base: str, version: int, last: str = "",
         if base_fs.exists(staging):
             base_fs.remove(staging)
     return final
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line (TensorFlow's run to dozens), or its type when it has no text."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def describe_error(error: BaseException) -> str:

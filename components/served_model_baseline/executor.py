@@ -22,12 +22,6 @@ SERVING_DIR_KEY = "serving_dir"
 MODEL_KEY = "model"
 
 
-def newest_served_version(serving_dir: str) -> int | None:
-    """The version TF Serving would serve: the highest integer folder with a saved_model.pb."""
-    versions = model_base.list_versions(serving_dir, containing=contract.SAVED_MODEL_FILE)
-    return versions[-1] if versions else None
-
-
 def has_model(model: types.Artifact) -> bool:
     """False for a baseline artifact of a first run: it holds no SavedModel."""
     fs = model_base.filesystem_for(model.uri)
@@ -42,7 +36,7 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: dict[str, Any]) -> None:
         model = artifact_utils.get_single_instance(output_dict[MODEL_KEY])
         serving_dir = exec_properties[SERVING_DIR_KEY]
-        version = newest_served_version(serving_dir)
+        version = model_base.served_version(serving_dir)
         if version is None:
             log.info("Nothing is served in %s yet: the Evaluator gets no baseline.", serving_dir)
             return

@@ -13,15 +13,14 @@ version's model card (reports.model_card) is published in that same all-or-none 
 `<serving_dir>/model_cards/<version>/`. TF Serving only loads integer-named children of a base path,
 so it never looks there, and the version folder stays exactly the Trainer's export.
 
-A model that is already the newest version (its card names this very model artifact, and its
-.tflite is there when one is pushed) is not pushed again: a re-run whose Trainer came from the
-cache is evaluated against the served copy of itself, blessed, and would otherwise publish the
-same model under a new number, which makes TF Serving load it again.
+A model that is already the newest version (the same graph and weights, and the same .tflite
+when one is pushed) is not pushed again: a re-run whose Trainer came from the cache is evaluated
+against the served copy of itself, blessed, and would otherwise publish the same model under a
+new number, which makes TF Serving load it again.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Any
@@ -77,7 +76,10 @@ class Executor(base_executor.BaseExecutor):
         tflite_dir = exec_properties.get(TFLITE_DIR_KEY) or ""
         tflite = input_dict.get(TFLITE_KEY) or []
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        served = served_as(model.uri, serving_dir, tflite_dir if tflite else "")
+        tflite_file = (os.path.join(tflite[0].uri, contract.TFLITE_FILE)
+                       if tflite and tflite_dir else "")
+        served = served_as(export.serving_model_dir(model.uri), tflite_file, serving_dir,
+                           tflite_dir)
         if served is not None:
             log.info("Version %d already serves this model (%s); nothing new was pushed.",
                      served.version, model.uri)
@@ -153,33 +155,37 @@ class Served:
     card_path: str
 
 
-def served_as(model_uri: str, serving_dir: str, tflite_dir: str) -> Served | None:
-    """The newest version of `serving_dir`, when its model card names `model_uri` and (with a
-    `tflite_dir`) its .tflite is there; else None."""
-    versions = model_base.list_versions(serving_dir, containing=contract.SAVED_MODEL_FILE)
-    if not versions:
-        return None
-    version = versions[-1]
+# What tells two exports apart: the graph and the variables' index (which holds a checksum of
+# every tensor), a few MB to read at most.
+IDENTITY_FILES = (contract.SAVED_MODEL_FILE, "variables/variables.index")
+
+
+def served_as(model_dir: str, tflite_file: str, serving_dir: str,
+              tflite_dir: str) -> Served | None:
+    """The newest version of `serving_dir` when it is this very model, else None: the same
+    files as the export in `model_dir` and, with a `tflite_file`, the same .tflite in
+    `tflite_dir`. Compared by content, not by path: a new metadata store numbers its artifacts'
+    folders from 1 again, so one path can name two models."""
     fs = model_base.filesystem_for(serving_dir)
-    card_dir = fs.join(model_cards_dir(serving_dir), str(version))
-    card_file = fs.join(card_dir, contract.MODEL_CARD_JSON)
-    if not fs.exists(card_file):  # pushed without a card, or by someone else
-        return None
     try:
-        with fs.open(card_file, "r") as f:
-            card = json.load(f)
-    except ValueError:  # not a card of ours: a different model, as far as we can tell
-        return None
-    if card.get("model_uri") != model_uri:
-        return None
-    tflite_path = ""
-    if tflite_dir:
-        tflite_fs = model_base.filesystem_for(tflite_dir)
-        tflite_path = tflite_fs.join(tflite_dir, str(version))
-        if not tflite_fs.exists(tflite_fs.join(tflite_path, contract.TFLITE_FILE)):
+        version = model_base.served_version(serving_dir, fs)
+        if version is None:
             return None
-    return Served(version, fs.join(serving_dir, str(version)), tflite_path,
-                  fs.join(card_dir, contract.MODEL_CARD_MARKDOWN))
+        version_dir = fs.join(serving_dir, str(version))
+        if not all(model_base.same_file(os.path.join(model_dir, name),
+                                        fs.join(version_dir, name)) for name in IDENTITY_FILES):
+            return None
+        tflite_path = ""
+        if tflite_file:
+            tflite_fs = model_base.filesystem_for(tflite_dir)
+            tflite_path = tflite_fs.join(tflite_dir, str(version))
+            if not model_base.same_file(tflite_file,
+                                        tflite_fs.join(tflite_path, contract.TFLITE_FILE)):
+                return None
+        card = fs.join(model_cards_dir(serving_dir), str(version), contract.MODEL_CARD_MARKDOWN)
+        return Served(version, version_dir, tflite_path, card if fs.exists(card) else "")
+    except OSError:  # unreadable here: push, and let the push say what is wrong
+        return None
 
 
 def _record(pushed: types.Artifact, model: types.Artifact, served: Served) -> None:

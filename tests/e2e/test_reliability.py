@@ -136,7 +136,7 @@ def test_worse_second_model_is_not_blessed_and_serving_is_untouched(trained_pipe
     assert before[0], "the good first model should have been pushed"
 
     # One training step: far below the ~40% of the blessed model. With no accuracy floor, only the
-    # no-regression rule against the latest blessed model can refuse it.
+    # no-regression rule against the served model can refuse it.
     run = run_pipeline(small_cifar10, output_dir, "--epochs", "1", "--steps-per-epoch", "1",
                        "--accuracy-threshold", "0")
     assert run.process.returncode == 0, run.explain()

@@ -31,7 +31,7 @@ EXPECTED_TYPES = {"int8": ("uint8", "uint8"), "float16": ("float32", "float32"),
 @pytest.fixture(scope="module")
 def trained(trained_pipeline, small_cifar10):
     store = runs.open_store(str(trained_pipeline.metadata_path))
-    model_uri = runs.latest_artifact(store, "Model").uri
+    model_uri = runs.latest_trained_model(store).uri
     keras_model, settings = export.load_keras_model(model_uri)
     records = list(cifar10_binary.read_records(
         str(small_cifar10 / "cifar-10-batches-bin" / "test_batch.bin")))[:150]

@@ -7,6 +7,7 @@ from tfx.types import standard_artifacts
 
 from components.served_model_baseline import executor
 from modules import contract, export
+from serving import model_base
 
 
 def saved_model(folder: Path, content: bytes = b"graph") -> Path:
@@ -45,8 +46,8 @@ def test_newest_complete_version_is_copied_in_the_serving_layout(tmp_path):
     assert (serving / "12" / contract.SAVED_MODEL_FILE).read_bytes() == b"twelve"  # untouched
 
 
-def test_newest_served_version():
-    assert executor.newest_served_version("/nonexistent/serving") is None
+def test_served_version():
+    assert model_base.served_version("/nonexistent/serving") is None
 
 
 def test_the_local_dag_judges_against_the_served_model_and_never_caches_it(tmp_path):

@@ -1,7 +1,6 @@
 """The ServingPusher's executor on real folders: what it pushes, and what it never touches."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -331,13 +330,13 @@ def test_a_failed_push_leaves_no_new_base_path_behind(tmp_path):
 
 def test_the_model_already_served_is_not_pushed_again(tmp_path):
     """A re-run whose Trainer came from the cache is blessed against the served copy of itself:
-    the newest version's card names this model, so nothing new is published."""
+    the newest version holds the same graph, weights and .tflite, so nothing new is published."""
     serving, tflite = tmp_path / "serving", tmp_path / "tflite"
     version = push(tmp_path, serving, tflite).get_int_custom_property(
         contract.PUSHED_VERSION_PROPERTY)
     card = serving / contract.MODEL_CARDS_DIR / str(version)
     card.mkdir(parents=True)  # as the Pusher writes it when the evaluation is connected
-    (card / contract.MODEL_CARD_JSON).write_text(json.dumps({"model_uri": str(tmp_path / "model")}))
+    (card / contract.MODEL_CARD_MARKDOWN).write_text("# card")
 
     again = push(tmp_path, serving, tflite)
     assert model_base.list_versions(str(serving)) == [version]
@@ -350,19 +349,21 @@ def test_the_model_already_served_is_not_pushed_again(tmp_path):
     assert again.get_string_custom_property(contract.PUSHED_MODEL_CARD_PROPERTY) == \
         str(card / contract.MODEL_CARD_MARKDOWN)
 
-    # Its .tflite gone: the version is not whole, so the model is pushed as a new one.
-    (tflite / str(version) / contract.TFLITE_FILE).unlink()
-    third = push(tmp_path, serving, tflite)
-    assert third.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 0
-    assert model_base.list_versions(str(serving))[-1] > version
 
-
-def test_another_model_than_the_served_one_is_pushed(tmp_path):
-    serving = tmp_path / "serving"
-    version = push(tmp_path, serving).get_int_custom_property(contract.PUSHED_VERSION_PROPERTY)
-    card = serving / contract.MODEL_CARDS_DIR / str(version)
-    card.mkdir(parents=True)
-    (card / contract.MODEL_CARD_JSON).write_text(json.dumps({"model_uri": "/elsewhere/model/7"}))
-    pushed = push(tmp_path, serving)
-    assert len(model_base.list_versions(str(serving))) == 2
+@pytest.mark.parametrize("change", ["weights", "tflite", "tflite gone"])
+def test_a_model_that_differs_from_the_served_one_is_pushed(tmp_path, change):
+    """Compared by content, not by path: a new metadata store gives a new model the old one's
+    folder, and a re-converted .tflite beside a cached model is new too."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    version = push(tmp_path, serving, tflite).get_int_custom_property(
+        contract.PUSHED_VERSION_PROPERTY)
+    if change == "weights":  # another training, in the same folder
+        variables = Path(export.serving_model_dir(str(tmp_path / "model"))) / "variables"
+        (variables / "variables.index").write_bytes(b"other weights")
+    elif change == "tflite":
+        (tflite / str(version) / contract.TFLITE_FILE).write_bytes(b"older flatbuffer")
+    else:
+        (tflite / str(version) / contract.TFLITE_FILE).unlink()
+    pushed = push(tmp_path, serving, tflite)
     assert pushed.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 0
+    assert model_base.list_versions(str(serving))[-1] > version
