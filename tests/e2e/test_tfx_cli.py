@@ -45,7 +45,8 @@ def test_tfx_cli_creates_updates_and_runs_the_pipeline(small_cifar10, tmp_path):
     assert not (output_dir / contract.METADATA_FILE).exists()
 
     env["CIFAR10_DATA_DIR"] = str(small_cifar10)
-    updated = _tfx(env, "pipeline", "update", "--pipeline_path", "local_runner.py")
+    updated = _tfx(env, "pipeline", "update", "--pipeline_path",
+                   str(PROJECT_DIR / "local_runner.py"))
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert "updated successfully" in updated.stdout
 
