@@ -21,10 +21,12 @@ refused, and every destination must resolve inside the folder it is copied into.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -37,8 +39,9 @@ log = logging.getLogger("cifar10_tfx.model_base")
 
 DIR, FILE, LINK = "dir", "file", "link"
 _CHUNK_BYTES = 8 << 20
-# A staging folder younger than this is a copy in progress (another run may be pushing into the
-# same base path); older, it is an interrupted copy's leftovers. A copy takes seconds to minutes.
+# A staging folder of another machine younger than this is a copy in progress (another run may be
+# pushing into the same base path); older, it is an interrupted copy's leftovers. A copy takes
+# seconds to minutes. On this machine, whether its process still runs decides.
 STAGING_STALE_SECONDS = 3600
 
 
@@ -322,23 +325,41 @@ def next_version(bases: Sequence[str], now: int | None = None) -> int:
     return max(now, latest + 1)
 
 
+def _host_tag() -> str:
+    """This machine, as 8 hex digits (a host name may hold '-', the staging name's separator)."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def staging_name(version: int) -> str:
-    """`.incoming-<version>-<start, Unix seconds>-<random>`: a copy in progress, and since when."""
-    return f"{contract.STAGING_PREFIX}{version}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    """`.incoming-<version>-<start, Unix seconds>-<host>-<pid>-<random>`: a copy in progress,
+    since when, and by which process of which machine."""
+    return (f"{contract.STAGING_PREFIX}{version}-{int(time.time())}-{_host_tag()}-"
+            f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _staging_started(name: str) -> int | None:
-    """The start time in a staging_name, or None (an older name, or not one of ours)."""
+def _in_progress(name: str, now: float) -> bool:
+    """Whether a staging folder may still be another push's copy: its process runs (on this
+    machine), or (elsewhere) it started less than STAGING_STALE_SECONDS ago. An older name
+    (no start time) or one of a process gone here is an interrupted copy's leftovers."""
     parts = name.removeprefix(contract.STAGING_PREFIX).split("-")
-    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+    if len(parts) < 5 or not (parts[1].isdigit() and parts[3].isdigit()):
+        return False
+    if parts[2] == _host_tag():
+        try:
+            os.kill(int(parts[3]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process: running
+            pass
+        return True
+    return now - int(parts[1]) < STAGING_STALE_SECONDS
 
 
 def remove_stale_staging(base: str, fs: Filesystem | None = None,
                          now: float | None = None) -> None:
     """Removes what an interrupted copy left in a base path; a link is unlinked, not followed.
 
-    A staging folder started less than STAGING_STALE_SECONDS ago is another push in progress
-    (another run pushing into the same base path) and stays.
+    Another push's copy in progress (another run pushing into the same base path) stays.
     """
     fs = fs or filesystem_for(base)
     if not fs.isdir(base):
@@ -347,8 +368,7 @@ def remove_stale_staging(base: str, fs: Filesystem | None = None,
     for name in fs.listdir(base):
         if not name.startswith(contract.STAGING_PREFIX):
             continue
-        started = _staging_started(name)
-        if started is not None and now - started < STAGING_STALE_SECONDS:
+        if _in_progress(name, now):
             log.info("Leaving %s: another copy in progress", fs.join(base, name))
             continue
         log.warning("Removing the leftovers of an interrupted copy: %s", fs.join(base, name))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -99,20 +100,27 @@ def test_stale_staging_is_removed_and_versions_keep_rising(tmp_path):
 
 def test_another_push_in_progress_keeps_its_staging_and_leftovers_go(tmp_path):
     """Two runs pushing into one base path: the second removed the first one's staging folder
-    mid-copy, and the first failed after its training. Only a staging folder older than
-    STAGING_STALE_SECONDS (by the start time in its name) is an interrupted copy's."""
+    mid-copy, and the first failed after its training. A staging folder stays while its process
+    runs on this machine, or, from another machine, for STAGING_STALE_SECONDS after its start;
+    a crashed copy's (its process gone) goes at once."""
     serving = tmp_path / "serving"
-    now = int(time.time())
-    in_progress = serving / f"{contract.STAGING_PREFIX}7-{now - 60}-0badf00d"
-    leftover = serving / (f"{contract.STAGING_PREFIX}6-"
-                          f"{now - model_base.STAGING_STALE_SECONDS - 1}-deadbeef")
-    for folder in (in_progress, leftover):
+    now, here = int(time.time()), model_base.staging_name(1).split("-")[3]
+    ended = subprocess.Popen(["true"])  # a process that has ended: its pid is free
+    ended.wait()
+
+    def staging(version: int, started: int, host: str, pid: int) -> Path:
+        return serving / f"{contract.STAGING_PREFIX}{version}-{started}-{host}-{pid}-0badf00d"
+
+    kept = [staging(7, now - 7200, here, os.getpid()),  # its process runs here
+            staging(8, now - 60, "0e1se7e5", 1234)]  # another machine's, recent
+    removed = [staging(6, now - 60, here, ended.pid),  # crashed here
+               staging(5, now - model_base.STAGING_STALE_SECONDS - 1, "0e1se7e5", 1234)]
+    for folder in kept + removed:
         (folder / "variables").mkdir(parents=True)
     push(tmp_path, serving)
-    assert in_progress.exists() and not leftover.exists()
-    name = model_base.staging_name(8)
-    assert name.startswith(f"{contract.STAGING_PREFIX}8-") and \
-        abs(int(name.split("-")[2]) - time.time()) < 5
+    assert [f.exists() for f in kept + removed] == [True, True, False, False]
+    name = model_base.staging_name(9).removeprefix(contract.STAGING_PREFIX).split("-")
+    assert name[0] == "9" and abs(int(name[1]) - now) < 5 and name[3] == str(os.getpid())
 
 
 @pytest.mark.parametrize("base", ["serving", "tflite"])
