@@ -138,6 +138,7 @@ EXPORT_SETTINGS_FILE = "export.json"  # how the served model wraps the Keras one
 TRAINING_SUMMARY_FILE = "training_summary.json"  # in the ModelRun artifact
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 SAVED_MODEL_FILE = "saved_model.pb"
+SAVED_MODEL_VARIABLES = "variables/variables"  # the weights' checkpoint prefix in a SavedModel
 
 # The TFLiteModel artifact.
 TFLITE_FILE = "model.tflite"

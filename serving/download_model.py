@@ -86,7 +86,7 @@ def check_variables(path: str) -> None:
     """Raises ModelDownloadError unless every tensor of `path`'s variables checkpoint reads."""
     import tensorflow as tf
 
-    prefix = os.path.join(path, "variables", "variables")
+    prefix = os.path.join(path, contract.SAVED_MODEL_VARIABLES)
     try:
         reader = tf.train.load_checkpoint(prefix)
         for name in reader.get_variable_to_shape_map():

@@ -157,7 +157,7 @@ class Served:
 
 # What tells two exports apart: the graph and the variables' index (which holds a checksum of
 # every tensor), a few MB to read at most.
-IDENTITY_FILES = (contract.SAVED_MODEL_FILE, "variables/variables.index")
+IDENTITY_FILES = (contract.SAVED_MODEL_FILE, f"{contract.SAVED_MODEL_VARIABLES}.index")
 
 
 def served_as(model_dir: str, tflite_file: str, serving_dir: str,
