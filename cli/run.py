@@ -44,8 +44,8 @@ def resolve_data_dir(data_dir: str | None, download_dir: str) -> str:
         if not os.path.isdir(batches):
             raise Failure(f"{data_dir} does not hold {contract.BATCHES_DIR}/ (the unpacked "
                           f"official cifar-10-binary.tar.gz).")
-        # The ExampleGen reads whatever data_batch_*.bin there is: a lost file would train on
-        # less data without a word.
+        # The ExampleGen reads whichever of data_batch_1..5.bin there are: a lost file would
+        # train on less data without a word.
         missing = [name for name in (*contract.TRAIN_BATCH_FILES, contract.TEST_BATCH_FILE)
                    if not os.path.isfile(os.path.join(batches, name))]
         if missing:

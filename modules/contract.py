@@ -64,7 +64,9 @@ RECORD_BYTES = 1 + PIXELS_PER_IMAGE  # one label byte, then the red, green and b
 BATCHES_DIR = "cifar-10-batches-bin"
 TRAIN_BATCH_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_BATCH_FILE = "test_batch.bin"
-TRAIN_PATTERN = f"{BATCHES_DIR}/data_batch_*.bin"
+# data_batch_1.bin .. data_batch_5.bin and nothing else: a stray data_batch_1_old.bin or a copy
+# would otherwise be read as more training data.
+TRAIN_PATTERN = f"{BATCHES_DIR}/data_batch_[1-5].bin"
 TEST_PATTERN = f"{BATCHES_DIR}/{TEST_BATCH_FILE}"
 DEFAULT_DATA_DIR = "~/.cache/cifar10"
 

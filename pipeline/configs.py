@@ -225,6 +225,10 @@ class PipelineConfig:
     def _validate_batch_size(self) -> None:
         """A batch larger than `train` used to fail only inside the Trainer, after Transform."""
         records = train_records(self.data_root, self.eval_fraction)
+        if records == 0:
+            raise ConfigError("eval_fraction", self.eval_fraction,
+                              f"eval_fraction {self.eval_fraction:g} leaves no training records "
+                              f"in {self.data_root}")
         if records is not None and self.batch_size > records:
             raise ConfigError("batch_size", self.batch_size,
                               f"batch_size is larger than the {records:,} training records in "

@@ -142,7 +142,7 @@ def check_image(data: bytes, source: Source = None, resize: bool = False) -> byt
         raise ImageError(source, f"expected encoded image bytes, got {type(data).__name__}")
     if not data:
         raise ImageError(source, "file is empty")
-    expected = f"a {contract.IMAGE_WIDTH}x{contract.IMAGE_HEIGHT} RGB PNG or JPEG"
+    expected = f"a {contract.IMAGE_WIDTH}x{contract.IMAGE_HEIGHT} RGB PNG, JPEG or WebP"
     try:
         with warnings.catch_warnings():
             # Pillow warns from 89M declared pixels: the size checks below refuse far less.

@@ -53,6 +53,10 @@ class UnsafeEntryError(ModelBaseError):
     """A symbolic link, or an entry whose name would land outside its destination."""
 
 
+class VersionTakenError(ModelBaseError):
+    """The version number was published by someone else (another push in the same second)."""
+
+
 @dataclass(frozen=True)
 class Entry:
     path: str  # full path on its filesystem
@@ -317,12 +321,13 @@ def same_file(first: str, second: str) -> bool:
                 return True
 
 
-def next_version(bases: Sequence[str], now: int | None = None) -> int:
-    """A Unix-time version (as TFX's Pusher uses), kept above every version in all the bases, so
-    the SavedModel and its .tflite can share one number."""
+def next_version(bases: Sequence[str], now: int | None = None, above: int = 0) -> int:
+    """A Unix-time version (as TFX's Pusher uses), kept above every version in all the bases (so
+    the SavedModel and its .tflite can share one number) and above `above` (a number found
+    taken)."""
     now = int(time.time()) if now is None else now
     latest = max((v for base in bases for v in list_versions(base)), default=0)
-    return max(now, latest + 1)
+    return max(now, latest + 1, above + 1)
 
 
 def _host_tag() -> str:
@@ -510,8 +515,8 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
             fs = filesystem_for(base)
             final = fs.join(base, str(int(version)))
             if fs.exists(final):
-                raise ModelBaseError(f"{final} already exists; refusing to overwrite a "
-                                     f"published version")
+                raise VersionTakenError(f"{final} already exists; refusing to overwrite a "
+                                        f"published version")
             fs.makedirs(base)
             staging = fs.join(base, staging_name(version))
             staged.append((fs, staging, final, last))
@@ -531,7 +536,10 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
         if isinstance(error, OSError | ModelBaseError):
             others = ", ".join(base for _, base, _ in sources if base != current)
             reason = describe_error(error)
-            raise ModelBaseError(
+            # A rename that failed because the version appeared meanwhile: another push's.
+            taken = isinstance(error, VersionTakenError) or any(
+                fs.exists(final) for fs, _, final, _ in staged)
+            raise (VersionTakenError if taken else ModelBaseError)(
                 f"{current}: could not publish version {version} ({reason}); nothing was pushed"
                 + (f" (nothing left in {others} either)" if others else "")) from error
         raise

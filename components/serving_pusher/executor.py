@@ -46,6 +46,8 @@ EVALUATION_KEY = "evaluation"
 STATISTICS_KEY = "statistics"
 MODEL_RUN_KEY = "model_run"
 HYPERPARAMETERS_KEY = "hyperparameters"
+# Version numbers tried when another push publishes the same one first (both began in one second).
+PUSH_ATTEMPTS = 3
 HYPERPARAMETERS_SOURCE_KEY = "hyperparameters_source"
 CARD_STAGING_DIR = "model_card"  # in the PushedModel artifact: the card, written before publishing
 PUSHED_MARKER_FILE = "PUSHED"  # in the PushedModel artifact: the path of the pushed SavedModel
@@ -123,22 +125,34 @@ class Executor(base_executor.BaseExecutor):
                 raise model_base.ModelBaseError(
                     f"{base_dir}: cannot prepare the base path ({reason}); nothing was pushed"
                 ) from error
-        version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []))
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         # All or none: the SavedModel, its .tflite and the card are staged, then published together.
         sources = [(export.serving_model_dir(model.uri), serving_dir, contract.SAVED_MODEL_FILE)]
         if tflite_dir:
             sources.append((artifact_utils.get_single_uri(input_dict[TFLITE_KEY]), tflite_dir,
                             ""))
-        if card_dir:
-            fs = model_base.filesystem_for(serving_dir)
-            paths = [fs.join(serving_dir, str(version))]
-            if tflite_dir:
-                paths.append(fs.join(tflite_dir, str(version)))
-            staged_card = os.path.join(pushed_uri, CARD_STAGING_DIR)
-            write_card(input_dict, exec_properties, version, paths, staged_card)
-            sources.append((staged_card, card_dir, contract.MODEL_CARD_MARKDOWN))
-        paths = model_base.publish_versions_together(sources, version)
+        taken = 0
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []),
+                                              above=taken)
+            card_source = []
+            if card_dir:  # the card names the version, so it is written for each number tried
+                fs = model_base.filesystem_for(serving_dir)
+                paths = [fs.join(serving_dir, str(version))]
+                if tflite_dir:
+                    paths.append(fs.join(tflite_dir, str(version)))
+                staged_card = os.path.join(pushed_uri, CARD_STAGING_DIR)
+                write_card(input_dict, exec_properties, version, paths, staged_card)
+                card_source = [(staged_card, card_dir, contract.MODEL_CARD_MARKDOWN)]
+            try:
+                paths = model_base.publish_versions_together(sources + card_source, version)
+                break
+            except model_base.VersionTakenError as error:
+                if attempt == PUSH_ATTEMPTS:
+                    raise
+                log.warning("Version %d was published by another push meanwhile (%s); trying a "
+                            "later number", version, error)
+                taken = version
         log.info("Pushed the SavedModel to %s", paths[0])
         if tflite_dir:
             log.info("Pushed the TFLite model to %s", paths[1])

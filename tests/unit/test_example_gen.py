@@ -1,6 +1,8 @@
 """Cifar10ExampleGen pieces: the split slices, the tf.Example encoding, input checks."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -48,6 +50,18 @@ def test_read_slice_keeps_order_and_bounds(tmp_path):
 def test_missing_files_name_the_pattern(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-bin/data_batch_\\*.bin"):
         executor.matching_files(str(tmp_path), "cifar-10-batches-bin/data_batch_*.bin")
+
+
+def test_only_the_five_official_training_files_are_read(tmp_path):
+    """A stray copy beside the batches (data_batch_1_old.bin, data_batch_12.bin) is not training
+    data."""
+    folder = tmp_path / contract.BATCHES_DIR
+    folder.mkdir()
+    record = cifar10_binary.encode_record(1, np.zeros(contract.IMAGE_SHAPE, np.uint8))
+    for name in (*contract.TRAIN_BATCH_FILES, "data_batch_1_old.bin", "data_batch_12.bin"):
+        (folder / name).write_bytes(record)
+    files = executor.matching_files(str(tmp_path), contract.TRAIN_PATTERN)
+    assert sorted(os.path.basename(f) for f in files) == sorted(contract.TRAIN_BATCH_FILES)
 
 
 def test_broken_file_is_refused_before_beam_runs(tmp_path):

@@ -121,6 +121,18 @@ def test_a_bucket_destination_is_refused_not_made_a_local_folder(source, tmp_pat
     assert not (tmp_path / "gs:").exists()
 
 
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_file_where_the_destination_folder_goes_is_one_line(source, tmp_path, below):
+    """Before, the OS's errno text (File exists, Not a directory) was all a user saw."""
+    blocker = tmp_path / "models"
+    blocker.write_text("not a folder")
+    dest = blocker / below if below else blocker
+    with pytest.raises(ModelDownloadError,
+                       match=f"^DEST_BASE {dest}: {blocker} is a file, not a folder$"):
+        download_model(str(source), str(dest))
+    assert blocker.read_text() == "not a folder"
+
+
 def test_a_bucket_out_of_reach_is_one_line(dest, capsys):
     """No network here (or no credentials where there is): TensorFlow's GCS filesystem raised
     FailedPreconditionError through the command, a traceback."""

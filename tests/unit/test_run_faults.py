@@ -77,6 +77,17 @@ def test_batch_size_larger_than_the_training_data_is_refused_before_any_componen
     assert not out.exists()
 
 
+def test_an_eval_fraction_that_leaves_no_training_data_is_named(tmp_path, data_dir, capsys):
+    """Before, it was reported as a --batch-size error, against 0 training records."""
+    out = tmp_path / "out"
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out),
+                     "--eval-fraction", "0.999")
+    assert code == 2
+    assert line == (f"error: --eval-fraction 0.999: eval_fraction 0.999 leaves no training "
+                    f"records in {data_dir}")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("make", ["file", "file_above", "read_only"])
 def test_output_dir_that_is_a_file_or_read_only(tmp_path, data_dir, victim, capsys, make):
     before = snapshot(victim)

@@ -67,8 +67,8 @@ def test_large_real_png_is_refused_from_its_header_and_resized_on_request(server
     big = encode(np.ascontiguousarray(np.broadcast_to(
         np.arange(2000, dtype=np.uint8)[:, None, None], (2000, 2000, 3))))
     with make_client(server, "rest") as client:
-        with pytest.raises(ImageError, match="image #0: expected a 32x32 RGB PNG or JPEG, got a "
-                                             "2000x2000 RGB PNG"):
+        with pytest.raises(ImageError, match="image #0: expected a 32x32 RGB PNG, JPEG or WebP, "
+                                             "got a 2000x2000 RGB PNG"):
             client.predict_images([big])
         assert server.requests == []
         (prediction,) = client.predict_images([big], resize=True)
@@ -168,8 +168,8 @@ def test_other_modes_are_refused_unless_resize(server, mode):
     Image.fromarray(random_pixels(1)[0]).convert(mode).save(out, format="PNG")
     image = out.getvalue()
     with make_client(server, "rest") as client:
-        with pytest.raises(ImageError, match=f"image #0: expected a 32x32 RGB PNG or JPEG, got a "
-                                             f"32x32 {mode} PNG"):
+        with pytest.raises(ImageError, match=f"image #0: expected a 32x32 RGB PNG, JPEG or WebP, "
+                                             f"got a 32x32 {mode} PNG"):
             client.predict_images([image])
         assert len(client.predict_images([image], resize=True)) == 1
 

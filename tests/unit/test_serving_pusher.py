@@ -147,6 +147,38 @@ def test_a_model_holding_a_link_is_refused_and_nothing_is_pushed(tmp_path, victi
     assert not (tmp_path / "serving").exists()  # as before the push
 
 
+def test_a_version_another_push_takes_meanwhile_is_left_to_it_and_a_later_one_used(
+        tmp_path, monkeypatch):
+    """Two runs pushing in the same second pick the same number: the one that renames second
+    used to fail with nothing pushed. It now leaves the other's version alone and tries again."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    copy_tree = model_base.copy_tree
+    others = []
+
+    def another_push_publishes_first(source_fs, source, dest_fs, dest, **kwargs):
+        name = os.path.basename(dest)
+        if not others and name.startswith(contract.STAGING_PREFIX) and str(serving) in dest:
+            version = name.removeprefix(contract.STAGING_PREFIX).split("-")[0]
+            others.append(fake_saved_model(serving / version))
+            (others[0] / contract.SAVED_MODEL_FILE).write_bytes(b"the other run's graph")
+        return copy_tree(source_fs, source, dest_fs, dest, **kwargs)
+
+    monkeypatch.setattr(model_base, "copy_tree", another_push_publishes_first)
+    evaluation = standard_artifacts.ModelEvaluation()  # with it, the version gets a model card
+    evaluation.uri = str(tmp_path / "evaluation")
+    pushed = push(tmp_path, serving, tflite, extra_inputs={executor.EVALUATION_KEY: [evaluation]})
+    (theirs,) = others
+    ours = pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY)
+    assert ours == int(theirs.name) + 1
+    assert (theirs / contract.SAVED_MODEL_FILE).read_bytes() == b"the other run's graph"
+    assert sorted(os.listdir(serving)) == sorted([theirs.name, str(ours), "model_cards"])
+    assert model_base.list_versions(str(tflite)) == [ours]
+    assert (serving / "model_cards" / str(ours) / contract.MODEL_CARD_MARKDOWN).exists()
+    assert not (serving / "model_cards" / theirs.name).exists()
+    assert str(ours) in (serving / "model_cards" / str(ours) /
+                         contract.MODEL_CARD_MARKDOWN).read_text()
+
+
 def test_publish_version_refuses_to_overwrite(tmp_path):
     source = fake_saved_model(tmp_path / "source")
     base = tmp_path / "base"
