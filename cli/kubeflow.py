@@ -97,6 +97,12 @@ _where, _pod, _beam = _option(LOCATIONS), _option(POD), _option(BEAM)
 @_where("--kfp-output", help="the same PipelineSpec as YAML, for a KFP 2.x cluster "
         "(default: --output with .yaml)")
 @_where("--target", default=contract.TARGET_VERTEX, help=targets.TARGET_HELP)
+@_where("--cache-examples", is_flag=True,
+        help=f"{contract.TARGET_KFP} target: let KFP cache the CIFAR-10 ExampleGen by its "
+             "--data-root path (and so Transform, the Tuner's search and the Trainer after it), "
+             "for a data root whose path names one fixed copy of the data, e.g. "
+             "gs://BUCKET/cifar10/2026-11-30; by default it runs on every run, since KFP cannot "
+             "see new files under an unchanged path")
 @_where("--pipeline-name", help="lower case letters, digits and '-' (default "
         f"{contract.PIPELINE_NAME}, env {ENV_VARS['pipeline_name']})")
 @options.training_options(TRAINING)
@@ -204,6 +210,9 @@ def validate(args: argparse.Namespace) -> None:
     """Everything the compiler would take silently but a cluster would reject or lose."""
     if targets.target_error(args.target):
         raise usage_error(targets.target_error(args.target))
+    if args.cache_examples and args.target != contract.TARGET_KFP:
+        raise usage_error(f"--cache-examples is for --target {contract.TARGET_KFP}: Vertex AI "
+                          "already caches the ExampleGen by its files' fingerprint")
     _required(args, "pipeline_root", "gs://BUCKET/cifar10/pipeline_root")
     _required(args, "data_root", "gs://BUCKET/cifar10/data")
     _required(args, "image", "us-docker.pkg.dev/PROJECT/REPO/cifar10-tfx:TAG")
@@ -362,12 +371,12 @@ def finish_spec(job: dict, args: argparse.Namespace, parameters: Mapping[str, An
     return job
 
 
-def kfp_pipeline_spec(job: dict, pipeline_root: str) -> dict:
+def kfp_pipeline_spec(job: dict, pipeline_root: str, cache_examples: bool = False) -> dict:
     """The PipelineSpec alone, as KFP 2.x clusters take it, with the pipeline root as default:
     what the `kfp` target's spec never caches, whichever target wrote it (the `vertex` target's
     YAML may be uploaded to a KFP cluster too)."""
     spec = copy.deepcopy(job["pipelineSpec"])
-    targets.never_cache(spec, targets.uncached_tasks(contract.TARGET_KFP))
+    targets.never_cache(spec, targets.uncached_tasks(contract.TARGET_KFP, cache_examples))
     return {**spec, "defaultPipelineRoot": pipeline_root}
 
 
@@ -389,7 +398,7 @@ def compile_pipeline(args: argparse.Namespace) -> dict:
             default_image=args.image, use_pipeline_spec_2_1=True))
     parameters = runtime_parameter_values(args)
     job = runner.run(dag, parameter_values=parameters, write_out=False)
-    return targets.finish(finish_spec(job, args, parameters), args.target)
+    return targets.finish(finish_spec(job, args, parameters), args.target, args.cache_examples)
 
 
 def output_paths(args: argparse.Namespace) -> tuple[str, str]:
@@ -413,8 +422,8 @@ def write_outputs(job: dict, args: argparse.Namespace) -> tuple[str, str]:
     output, kfp_output = output_paths(args)
     header = (f"# {args.pipeline_name} pipeline for KFP 2.x, compiled by cifar10-tfx "
               f"compile-kfp ({job['pipelineSpec'].get('sdkVersion', 'tfx')}).\n")
-    texts = {kfp_output: header + yaml.safe_dump(kfp_pipeline_spec(job, args.pipeline_root),
-                                                 sort_keys=True)}
+    texts = {kfp_output: header + yaml.safe_dump(
+        kfp_pipeline_spec(job, args.pipeline_root, args.cache_examples), sort_keys=True)}
     if args.target == contract.TARGET_KFP:  # the PipelineSpec YAML alone
         output = ""
     else:

@@ -38,20 +38,22 @@ RUN_ID_INPUT = "pipeline_run_id"
 RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 
 
-def uncached_tasks(target: str) -> tuple[str, ...]:
+def uncached_tasks(target: str, cache_examples: bool = False) -> tuple[str, ...]:
     """The tasks that must run on every run of a `target` spec.
 
     The baselines read the serving folder and the run record. On `kfp` the ExampleGens too:
     FileBasedExampleGen fingerprints its files in the container's preCacheCheck hook, which
     Vertex AI runs before its cache lookup and KFP 2.x's driver never runs (its cache key is the
     task's inputs, command and image), so KFP would reuse the examples of the same path's old
-    files.
+    files. `cache_examples`: the user vouches that the data root's path names fixed data, so
+    the CIFAR-10 ExampleGen may be cached by its path (the batch stage's folder still may not).
     """
     from pipeline import baselines  # imports TFX: not at the CLI's start
 
     tasks = baselines.UNCACHED_NODES
     if target == contract.TARGET_KFP:
-        tasks += (contract.EXAMPLE_GEN_NODE, contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE)
+        tasks += (() if cache_examples else (contract.EXAMPLE_GEN_NODE,)) + (
+            contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE,)
     return tasks
 
 
@@ -80,10 +82,10 @@ def use_step_entrypoint(spec: dict) -> None:
             container["command"] = ["python", "-m", container_entrypoint.__name__]
 
 
-def finish(job: dict, target: str) -> dict:
+def finish(job: dict, target: str, cache_examples: bool = False) -> dict:
     """Post-compile checks and fixes of a `target` spec; fails on any resolver task."""
     spec = job["pipelineSpec"]
-    never_cache(spec, uncached_tasks(target))
+    never_cache(spec, uncached_tasks(target, cache_examples))
     use_step_entrypoint(spec)
     resolvers = sorted(label for label, kind in executor_kinds(spec).items()
                        if kind == "resolver")

@@ -22,11 +22,11 @@ BASE = ["--pipeline-root", ROOT, "--data-root", "gs://my-bucket/cifar10/data",
         "--hyperparameters-dir", "gs://my-bucket/cifar10/hyperparameters"]
 
 
-def compile_target(tmp_path, target: str, monkeypatch) -> tuple[dict, str, str]:
+def compile_target(tmp_path, target: str, monkeypatch, *extra: str) -> tuple[dict, str, str]:
     monkeypatch.setattr(kubeflow.logs, "configure", lambda verbose=False: None)
     output, kfp_output = str(tmp_path / "spec.json"), str(tmp_path / "spec.yaml")
     code = kubeflow.main([*BASE, "--target", target, "--output", output,
-                          "--kfp-output", kfp_output], environ={})
+                          "--kfp-output", kfp_output, *extra], environ={})
     assert code == 0
     with open(kfp_output) as f:
         return yaml.safe_load(f), output, kfp_output
@@ -112,6 +112,33 @@ def test_example_gen_runs_every_time_on_kfp_and_is_fingerprinted_on_vertex(specs
     assert contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE in targets.uncached_tasks(contract.TARGET_KFP)
     assert contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE not in targets.uncached_tasks(
         contract.TARGET_VERTEX)
+
+
+def test_cache_examples_lets_kfp_cache_the_example_gen_by_its_path(tmp_path, monkeypatch):
+    """For a data root whose path names fixed data: the ExampleGen keeps TFX's cachingOptions
+    (KFP keys it on the data_root parameter), so the Tuner's search is reused on KFP too. The
+    batch stage's image folder still runs every time, and so do the baselines."""
+    spec, _, _ = compile_target(tmp_path, contract.TARGET_KFP, monkeypatch, "--cache-examples",
+                                "--predict-dir", "gs://my-bucket/cifar10/incoming")
+    tasks = spec["root"]["dag"]["tasks"]
+    example_gen = tasks[contract.EXAMPLE_GEN_NODE]
+    assert example_gen["cachingOptions"] == {"enableCache": True}
+    assert targets.RUN_ID_INPUT not in example_gen["inputs"].get("parameters", {})
+    assert example_gen["inputs"]["parameters"]["input_base"] == {
+        "componentInputParameter": "data_root"}
+    for name in (contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE, *baselines.UNCACHED_NODES):
+        never_cached(spec, name)
+
+
+def test_cache_examples_is_refused_for_vertex_ai(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(kubeflow.logs, "configure", lambda verbose=False: None)
+    code = kubeflow.main([*BASE, "--target", contract.TARGET_VERTEX, "--cache-examples",
+                          "--output", str(tmp_path / "s.json")], environ={})
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert lines[-1] == ("error: --cache-examples is for --target kfp: Vertex AI already caches "
+                         "the ExampleGen by its files' fingerprint")
+    assert not (tmp_path / "s.json").exists()
 
 
 def test_custom_artifact_titles_import_in_the_container(specs):
