@@ -10,11 +10,18 @@ PROJECT_LOGGER = "cifar10_tfx"
 # TFX's launcher lines that say which component starts and ends: kept as progress.
 _PROGRESS = re.compile(r"^Component \S+ is (running|finished)|^node \S+ is (running|finished)",
                        re.IGNORECASE)
+# TFX's launcher line for a component whose outputs come from the cache: between that
+# component's "is running" and "is finished", which otherwise read as if it had run.
+_CACHED = re.compile(r"^A cached execution \d+ is used")
+CACHED_LINE = "Cached: the outputs of an earlier run with the same inputs are reused."
 
 
 class _QuietFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith(PROJECT_LOGGER) or record.levelno >= logging.ERROR:
+            return True
+        if _CACHED.search(record.getMessage()):
+            record.msg, record.args = CACHED_LINE, ()
             return True
         return bool(_PROGRESS.search(record.getMessage()))
 
