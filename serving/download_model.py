@@ -1,7 +1,9 @@
 """Copies one pushed model version into a local TF Serving model base path, atomically.
 
-    python -m serving.download_model gs://bucket/serving_model/cifar10 /srv/models/cifar10
-    python -m serving.download_model /pipelines/cifar10/serving_model ./models/cifar10 \
+The command is `cifar10-tfx download-model` (cli/serving.py):
+
+    cifar10-tfx download-model gs://bucket/serving_model /srv/models/cifar10
+    cifar10-tfx download-model /pipelines/cifar10/serving_model ./models/cifar10 \
         --version 1732270000
 
 The source is a model base path as the pipeline's Pusher writes it: integer version folders,
@@ -10,9 +12,9 @@ where tensorflow-io is installed), or fsspec for a scheme TensorFlow has no file
 as s3:// in a plain install (`pip install s3fs` for s3://; credentials as boto reads them).
 Folders whose name is not an integer, and version folders without saved_model.pb, are ignored.
 
-The version is copied into `<dest_base>/.incoming-<version>-<random>` (TF Serving ignores folders
-whose name is not an integer), checked, and only then renamed to `<dest_base>/<version>`, so a
-server polling `dest_base` never sees a half-copied version.
+The version is copied into a `<dest_base>/.incoming-<version>-...` staging folder (TF Serving
+ignores folders whose name is not an integer), checked, and only then renamed to
+`<dest_base>/<version>`, so a server polling `dest_base` never sees a half-copied version.
 
 The check never runs the model (loading a SavedModel runs its resource initialisers, code from
 the very model being checked): `saved_model.pb` is parsed as a proto, and its 'serve' MetaGraph
@@ -25,9 +27,7 @@ and so is an entry whose name is absolute or has a `..` part (an object key can)
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 from modules import contract, urls
 from serving import model_base
@@ -174,34 +174,3 @@ def _check_dest_base(source_base: str, dest_base: str) -> None:
     if dest == source or dest.startswith(source.rstrip(os.sep) + os.sep):
         raise ModelDownloadError(f"DEST_BASE {dest_base} is {'' if dest == source else 'inside '}"
                                  f"SOURCE_BASE {source_base}: copy to a folder outside it")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m serving.download_model",
-        description="Copy a pushed model version into a local TF Serving model base path.")
-    parser.add_argument("source_base",
-                        help="pushed base path (local, gs://, s3:// with s3fs or tensorflow-io)")
-    parser.add_argument("dest_base", help="local model base path, e.g. ./models/cifar10")
-    parser.add_argument("--version", type=int, help="version to copy (default: the highest)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace the version if it already exists in dest_base")
-    return parser
-
-
-def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        path = download_model(args.source_base, args.dest_base, args.version, args.force)
-    except (ModelDownloadError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

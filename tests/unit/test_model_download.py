@@ -9,7 +9,6 @@ import pytest
 
 from cli.main import main
 from modules import contract
-from serving import download_model as dm
 from serving.download_model import ModelDownloadError, download_model, list_versions
 from tests.support import serving_test_server as sts
 
@@ -210,13 +209,13 @@ def test_url_style_source_through_gfile(source, dest):
 
 
 def test_cli(source, dest, capsys):
-    assert dm.main([str(source), str(dest), "--version", "1"]) == 0
+    assert main(["download-model", str(source), str(dest), "--version", "1"]) == 0
     assert capsys.readouterr().out.strip() == str(dest / "1")
-    assert dm.main([str(source), str(dest), "--version", "1"]) == 1
+    assert main(["download-model", str(source), str(dest), "--version", "1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--force" in err and "Traceback" not in err
-    assert dm.main([str(source), str(dest), "--version", "1", "--force"]) == 0
-    assert dm.main([str(source), str(dest), "--version", "7"]) == 1
+    assert main(["download-model", str(source), str(dest), "--version", "1", "--force"]) == 0
+    assert main(["download-model", str(source), str(dest), "--version", "7"]) == 1
     assert "available: 1, 2, 10" in capsys.readouterr().err
 
 
@@ -240,7 +239,7 @@ def test_scheme_without_a_tensorflow_filesystem_goes_through_fsspec(source, dest
 
 
 def test_unknown_scheme_is_a_clear_error(dest, capsys):
-    assert dm.main(["nosuchfs://bucket/models/cifar10", str(dest)]) == 1
+    assert main(["download-model", "nosuchfs://bucket/models/cifar10", str(dest)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: nosuchfs://bucket/models/cifar10: no filesystem for 'nosuchfs://'")
     assert "Traceback" not in err and not dest.exists()
@@ -368,7 +367,7 @@ def test_symbolic_links_in_a_local_source_are_refused(source, dest, tmp_path, li
         shutil.copytree(source / "2", victim / "model")
         version.symlink_to(victim / "model", target_is_directory=True)
     before = tree(victim)
-    assert dm.main([str(source), str(dest), "--version", "10"]) == 1
+    assert main(["download-model", str(source), str(dest), "--version", "10"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "symbolic link" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
