@@ -62,6 +62,25 @@ class DefaultsFirstOracle(keras_tuner.oracles.BayesianOptimizationOracle):
         return super().populate_space(trial_id)
 
 
+class ConciseTuner(keras_tuner.Tuner):
+    """KerasTuner's Tuner whose summaries (which TFX's Tuner executor prints around the search)
+    are one log line each instead of KerasTuner's pages of print(): the run report has the
+    trials table, and the per-trial progress stays."""
+
+    def search_space_summary(self, extended: bool = False) -> None:
+        log.info("Search space: %s", "; ".join(
+            f"{hp.name} {hp.get_config().get('values') or (hp.min_value, hp.max_value)}"
+            for hp in self.oracle.get_space().space))
+
+    def results_summary(self, num_trials: int = 10) -> None:
+        trials = [t for t in self.oracle.trials.values() if t.score is not None]
+        best = self.oracle.get_best_trials(1)
+        if best:
+            log.info("Tuner: %d trial(s) scored; the best, trial %s, %s %.4f with %s",
+                     len(trials), best[0].trial_id, self.oracle.objective.name, best[0].score,
+                     best[0].hyperparameters.values)
+
+
 def _settings(custom_config: dict | None) -> dict[str, Any]:
     defaults = {"epochs": contract.DEFAULT_EPOCHS, "batch_size": contract.DEFAULT_BATCH_SIZE,
                 "steps_per_epoch": None, "test_time_augmentation": contract.TTA_NONE,
@@ -198,7 +217,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         # The defaults, then random points, then the Gaussian process.
         num_initial_points=min(3, max_trials),
         seed=seed)
-    tuner = keras_tuner.Tuner(
+    tuner = ConciseTuner(
         oracle=oracle,
         hypermodel=build,
         directory=fn_args.working_dir,

@@ -9,7 +9,8 @@ The command is `cifar10-tfx download-model` (cli/serving.py):
 The source is a model base path as the pipeline's Pusher writes it: integer version folders,
 each a SavedModel. Paths go through serving.model_base: `tf.io.gfile` (gs://, hdfs://, and s3://
 where tensorflow-io is installed), or fsspec for a scheme TensorFlow has no filesystem for, such
-as s3:// in a plain install (`pip install s3fs` for s3://; credentials as boto reads them).
+as s3:// in a plain install (the project's `s3` extra for s3://, see serving/README.md;
+credentials as boto reads them).
 Folders whose name is not an integer, and version folders without saved_model.pb, are ignored.
 
 The version is copied into a `<dest_base>/.incoming-<version>-...` staging folder (TF Serving

@@ -236,7 +236,8 @@ class FsspecFilesystem(Filesystem):
 
             self._fs = fsspec.filesystem(scheme)
         except (ImportError, ValueError) as exc:
-            hint = " (pip install s3fs, or tensorflow-io)" if scheme.startswith("s3") else ""
+            hint = (" (install the project's s3 extra with the lock: pip install -c "
+                    "requirements/constraints.txt -e '.[s3]')" if scheme.startswith("s3") else "")
             raise ModelBaseError(f"{url}: no filesystem for '{scheme}://' in TensorFlow or "
                                  f"fsspec{hint}: {exc}") from exc
 

@@ -8,6 +8,7 @@ and the Kubernetes overlays mount it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -126,16 +127,23 @@ def test_docker_compose():
     assert any(v.endswith(f":{MOUNTED_BASE_PATH}:ro") for v in volumes)
     (config_mount,) = [v for v in volumes if ":/config" in v]
     host_dir = SERVING_DIR / config_mount.split(":")[0]
-    command = service["command"]
-    for flag in ("--model_config_file=/config/models.config",
-                 "--model_config_file_poll_wait_seconds=60", "--enable_batching",
-                 "--batching_parameters_file=/config/batching.config",
-                 "--monitoring_config_file=/config/monitoring.config",
-                 "--allow_version_labels_for_unavailable_models"):
-        assert flag in command
-    for arg in command:  # every /config/... file the server reads exists in the mounted folder
-        if "=/config/" in arg:
-            assert (host_dir / arg.split("=/config/")[1]).is_file(), arg
+    for models_config in (None, "models.ab.config"):  # CIFAR10_MODELS_CONFIG unset, or the A/B
+        env = {"CIFAR10_MODELS_CONFIG": models_config} if models_config else {}
+        command = [_interpolate(arg, env) for arg in service["command"]]
+        for flag in (f"--model_config_file=/config/{models_config or 'models.config'}",
+                     "--model_config_file_poll_wait_seconds=60", "--enable_batching",
+                     "--batching_parameters_file=/config/batching.config",
+                     "--monitoring_config_file=/config/monitoring.config",
+                     "--allow_version_labels_for_unavailable_models"):
+            assert flag in command
+        for arg in command:  # every /config/... file the server reads is in the mounted folder
+            if "=/config/" in arg:
+                assert (host_dir / arg.split("=/config/")[1]).is_file(), arg
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}` as `docker compose` fills it in from the environment."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], text)
 
 
 def test_docker_compose_monitoring_profile():
