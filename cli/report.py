@@ -8,7 +8,7 @@ import warnings
 import click
 
 from cli.core import Command, Failure
-from modules import contract
+from modules import contract, urls
 from pipeline import configs
 
 
@@ -33,7 +33,7 @@ def report_command(output_dir: str, metadata: str | None, run_id: str | None,
     output_dir = os.path.abspath(os.path.expanduser(output_dir))
     if to:  # an existing file or a read-only place: one line, before anything is read
         to = os.path.abspath(os.path.expanduser(to))
-        problem = configs.unusable_folder(to)
+        problem = urls.unusable_folder(to)
         if problem:
             raise Failure(f"--to {to} {problem}")
     metadata = metadata or os.path.join(output_dir, contract.METADATA_FILE)

@@ -69,8 +69,7 @@ class ConciseTuner(keras_tuner.Tuner):
 
     def search_space_summary(self, extended: bool = False) -> None:
         log.info("Search space: %s", "; ".join(
-            f"{hp.name} {hp.get_config().get('values') or (hp.min_value, hp.max_value)}"
-            for hp in self.oracle.get_space().space))
+            f"{hp.name} {_choices(hp.get_config())}" for hp in self.oracle.get_space().space))
 
     def results_summary(self, num_trials: int = 10) -> None:
         trials = [t for t in self.oracle.trials.values() if t.score is not None]
@@ -79,6 +78,16 @@ class ConciseTuner(keras_tuner.Tuner):
             log.info("Tuner: %d trial(s) scored; the best, trial %s, %s %.4f with %s",
                      len(trials), best[0].trial_id, self.oracle.objective.name, best[0].score,
                      best[0].hyperparameters.values)
+
+
+def _choices(config: dict[str, Any]) -> Any:
+    """A hyperparameter's choices as its KerasTuner config says them: values (Choice), a range
+    (Int, Float), or the one value (Fixed); a Boolean says neither."""
+    if config.get("values"):
+        return config["values"]
+    if "min_value" in config:
+        return (config["min_value"], config["max_value"])
+    return config.get("value", "True or False")
 
 
 def _settings(custom_config: dict | None) -> dict[str, Any]:

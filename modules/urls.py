@@ -6,9 +6,12 @@ Two rules every layer shares, so they live at the bottom (serving/ and dataset/ 
   printed or logged goes through it, so a password never reaches a terminal, a log file or CI.
 * `is_url`: `gs://bucket/models` is a location on another filesystem; turning it into a local
   path (`./gs:/bucket/models`) silently writes where nobody looks.
+* `unusable_folder`: a local folder the project is asked to create or write in is checked up
+  front, so the message names the flag and the file in the way, not an errno from deep inside.
 """
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 
@@ -53,3 +56,20 @@ def redact(url: str) -> str:
 def redact_text(text: str) -> str:
     """Every URL inside a message (an exception's text quotes the URL it failed on) redacted."""
     return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>)]+", lambda m: redact(m.group(0)), text)
+
+
+def unusable_folder(path: str, writable: bool = True) -> str | None:
+    """Why a local folder cannot be created (or, with `writable`, written to); None if it can."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+    if not os.path.isdir(probe):
+        where = "is" if probe == os.path.abspath(path) else f"is inside {probe}, which is"
+        return f"{where} an existing file, not a folder"
+    if writable and not os.access(probe, os.W_OK | os.X_OK):
+        where = "is" if probe == os.path.abspath(path) else f"would be created in {probe}, which is"
+        return f"{where} not writable"
+    return None

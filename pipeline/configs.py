@@ -213,7 +213,7 @@ class PipelineConfig:
                 raise ConfigError(setting, path, f"{setting} holds a glob character (*, ? or "
                                   "[), which Beam's file sinks read as a pattern; choose a "
                                   "folder name without them")
-            problem = unusable_folder(path, writable)
+            problem = urls.unusable_folder(path, writable)
             if problem:
                 raise ConfigError(setting, path, f"{setting} {problem}")
         if self.enable_tflite and push_folders_overlap(self.serving_dir, self.tflite_dir):
@@ -300,23 +300,6 @@ class PipelineConfig:
 # Issues #16 and #20: output locations, checked before any component runs.
 OUTPUT_PATH_SETTINGS = ("output_dir", "pipeline_root", "serving_dir", "tflite_dir")
 GLOB_CHARACTERS = "*?["  # what Beam's FileSystems.match expands
-
-
-def unusable_folder(path: str, writable: bool = True) -> str | None:
-    """Why a local folder cannot be created (or, with `writable`, written to); None if it can."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return None
-        probe = parent
-    if not os.path.isdir(probe):
-        where = "is" if probe == os.path.abspath(path) else f"is inside {probe}, which is"
-        return f"{where} an existing file, not a folder"
-    if writable and not os.access(probe, os.W_OK | os.X_OK):
-        where = "is" if probe == os.path.abspath(path) else f"would be created in {probe}, which is"
-        return f"{where} not writable"
-    return None
 
 
 def push_folders_overlap(first: str | None, second: str | None) -> bool:

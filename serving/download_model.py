@@ -164,11 +164,9 @@ def _check_dest_base(source_base: str, dest_base: str) -> None:
     if urls.is_url(dest_base):
         raise ModelDownloadError(f"DEST_BASE {dest_base}: a local folder is expected (this "
                                  "copies a pushed version to this machine)")
-    existing = os.path.abspath(dest_base)
-    while not os.path.lexists(existing):  # the nearest part of the path that is already there
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ModelDownloadError(f"DEST_BASE {dest_base}: {existing} is a file, not a folder")
+    problem = urls.unusable_folder(dest_base)
+    if problem:
+        raise ModelDownloadError(f"DEST_BASE {dest_base} {problem}")
     if urls.is_url(source_base):
         return
     source, dest = os.path.realpath(source_base), os.path.realpath(dest_base)

@@ -21,6 +21,7 @@ refused, and every destination must resolve inside the folder it is copied into.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -55,6 +56,10 @@ class UnsafeEntryError(ModelBaseError):
 
 class VersionTakenError(ModelBaseError):
     """The version number was published by someone else (another push in the same second)."""
+
+    def __init__(self, message: str, version: int):
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -236,8 +241,8 @@ class FsspecFilesystem(Filesystem):
 
             self._fs = fsspec.filesystem(scheme)
         except (ImportError, ValueError) as exc:
-            hint = (" (install the project's s3 extra with the lock: pip install -c "
-                    "requirements/constraints.txt -e '.[s3]')" if scheme.startswith("s3") else "")
+            hint = (" (install the project's s3 extra with its lock: see serving/README.md)"
+                    if scheme.startswith("s3") else "")
             raise ModelBaseError(f"{url}: no filesystem for '{scheme}://' in TensorFlow or "
                                  f"fsspec{hint}: {exc}") from exc
 
@@ -435,10 +440,23 @@ def copy_tree(source_fs: Filesystem, source: str, destination_fs: Filesystem, de
 def _promote(fs: Filesystem, staging: str, final: str, last: str) -> None:
     """A complete staging folder becomes the version: renamed where that is atomic; elsewhere
     copied with `last` written at the very end (a server sees no saved_model.pb before the
-    variables), then the staging folder removed."""
+    variables), then the staging folder removed.
+
+    VersionTakenError when the version appeared since the caller looked: the rename finds it
+    (atomically), or, on an object store, it is there just before the copy. There, two pushes
+    whose copies overlap in time can still mix; the check only narrows that window to the copy.
+    """
+    version = int(posixpath.basename(final.rstrip("/")))
     if fs.atomic_rename:
-        fs.rename(staging, final)
+        try:
+            fs.rename(staging, final)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise VersionTakenError(f"{final} appeared meanwhile", version) from error
+            raise
         return
+    if fs.exists(final):
+        raise VersionTakenError(f"{final} appeared meanwhile", version)
     try:
         copy_tree(fs, staging, fs, final, last=last)
     except BaseException:
@@ -517,7 +535,7 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
             final = fs.join(base, str(int(version)))
             if fs.exists(final):
                 raise VersionTakenError(f"{final} already exists; refusing to overwrite a "
-                                        f"published version")
+                                        f"published version", int(version))
             fs.makedirs(base)
             staging = fs.join(base, staging_name(version))
             staged.append((fs, staging, final, last))
@@ -537,11 +555,10 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
         if isinstance(error, OSError | ModelBaseError):
             others = ", ".join(base for _, base, _ in sources if base != current)
             reason = describe_error(error)
-            # A rename that failed because the version appeared meanwhile: another push's.
-            taken = isinstance(error, VersionTakenError) or any(
-                fs.exists(final) for fs, _, final, _ in staged)
-            raise (VersionTakenError if taken else ModelBaseError)(
-                f"{current}: could not publish version {version} ({reason}); nothing was pushed"
-                + (f" (nothing left in {others} either)" if others else "")) from error
+            message = (f"{current}: could not publish version {version} ({reason}); nothing "
+                       f"was pushed" + (f" (nothing left in {others} either)" if others else ""))
+            if isinstance(error, VersionTakenError):
+                raise VersionTakenError(message, int(version)) from error
+            raise ModelBaseError(message) from error
         raise
     return [final for _, final in published]

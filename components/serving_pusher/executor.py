@@ -80,22 +80,34 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         tflite_file = (os.path.join(tflite[0].uri, contract.TFLITE_FILE)
                        if tflite and tflite_dir else "")
-        served = served_as(export.serving_model_dir(model.uri), tflite_file, serving_dir,
-                           tflite_dir)
-        if served is not None:
-            log.info("Version %d already serves this model (%s); nothing new was pushed.",
-                     served.version, model.uri)
-            pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
-            _record(pushed, model, served)
-            return
         base_dirs = [serving_dir] + ([tflite_dir] if tflite and tflite_dir else [])
         card_dir = model_cards_dir(serving_dir) if input_dict.get(EVALUATION_KEY) else ""
         created = [base for base in base_dirs + ([card_dir] if card_dir else [])
                    if not _lexists(base)]
+        taken = 0
         try:
-            saved_model_path, tflite_path, version = self._push(
-                input_dict, serving_dir, tflite_dir if tflite else "", base_dirs,
-                card_dir, pushed.uri, exec_properties)
+            for attempt in range(1, PUSH_ATTEMPTS + 1):
+                # Asked again after a lost race: the push that won may have published this
+                # very model (two runs of one cached Trainer), which must not come twice.
+                served = served_as(export.serving_model_dir(model.uri), tflite_file,
+                                   serving_dir, tflite_dir)
+                if served is not None:
+                    log.info("Version %d already serves this model (%s); nothing new was "
+                             "pushed.", served.version, model.uri)
+                    pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
+                    _record(pushed, model, served)
+                    return
+                try:
+                    saved_model_path, tflite_path, version = self._push(
+                        input_dict, serving_dir, tflite_dir if tflite else "", base_dirs,
+                        card_dir, pushed.uri, exec_properties, above=taken)
+                    break
+                except model_base.VersionTakenError as error:
+                    if attempt == PUSH_ATTEMPTS:
+                        raise
+                    log.warning("Version %d was published by another push meanwhile (%s); "
+                                "trying a later number", error.version, error)
+                    taken = error.version
         except BaseException:
             for base in reversed(created):  # a base path this push created goes, if empty
                 try:
@@ -113,9 +125,10 @@ class Executor(base_executor.BaseExecutor):
     @staticmethod
     def _push(input_dict: dict[str, list[types.Artifact]], serving_dir: str, tflite_dir: str,
               base_dirs: list[str], card_dir: str, pushed_uri: str,
-              exec_properties: dict[str, Any]) -> tuple[str, str, int]:
-        """(SavedModel path, .tflite path or "", version): all published (with the model card
-        when card_dir is set), or none."""
+              exec_properties: dict[str, Any], above: int = 0) -> tuple[str, str, int]:
+        """(SavedModel path, .tflite path or "", version above `above`): all published (with
+        the model card when card_dir is set), or none (VersionTakenError: another push
+        published that number first)."""
         for base_dir in base_dirs + ([card_dir] if card_dir else []):
             try:
                 model_base.filesystem_for(base_dir).makedirs(base_dir)
@@ -131,28 +144,17 @@ class Executor(base_executor.BaseExecutor):
         if tflite_dir:
             sources.append((artifact_utils.get_single_uri(input_dict[TFLITE_KEY]), tflite_dir,
                             ""))
-        taken = 0
-        for attempt in range(1, PUSH_ATTEMPTS + 1):
-            version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []),
-                                              above=taken)
-            card_source = []
-            if card_dir:  # the card names the version, so it is written for each number tried
-                fs = model_base.filesystem_for(serving_dir)
-                paths = [fs.join(serving_dir, str(version))]
-                if tflite_dir:
-                    paths.append(fs.join(tflite_dir, str(version)))
-                staged_card = os.path.join(pushed_uri, CARD_STAGING_DIR)
-                write_card(input_dict, exec_properties, version, paths, staged_card)
-                card_source = [(staged_card, card_dir, contract.MODEL_CARD_MARKDOWN)]
-            try:
-                paths = model_base.publish_versions_together(sources + card_source, version)
-                break
-            except model_base.VersionTakenError as error:
-                if attempt == PUSH_ATTEMPTS:
-                    raise
-                log.warning("Version %d was published by another push meanwhile (%s); trying a "
-                            "later number", version, error)
-                taken = version
+        version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []),
+                                          above=above)
+        if card_dir:  # the card names the version
+            fs = model_base.filesystem_for(serving_dir)
+            paths = [fs.join(serving_dir, str(version))]
+            if tflite_dir:
+                paths.append(fs.join(tflite_dir, str(version)))
+            staged_card = os.path.join(pushed_uri, CARD_STAGING_DIR)
+            write_card(input_dict, exec_properties, version, paths, staged_card)
+            sources.append((staged_card, card_dir, contract.MODEL_CARD_MARKDOWN))
+        paths = model_base.publish_versions_together(sources, version)
         log.info("Pushed the SavedModel to %s", paths[0])
         if tflite_dir:
             log.info("Pushed the TFLite model to %s", paths[1])

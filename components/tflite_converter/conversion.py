@@ -7,6 +7,7 @@ output is the 10 class probabilities (uint8-quantized for `int8`, float32 otherw
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -18,6 +19,8 @@ import tensorflow as tf
 
 from modules import contract, export, preprocessing
 
+log = logging.getLogger("cifar10_tfx.tflite")
+
 
 class ConversionError(RuntimeError):
     """The converter could not produce a model in the requested mode."""
@@ -25,29 +28,50 @@ class ConversionError(RuntimeError):
 
 @contextlib.contextmanager
 def native_logs_hidden() -> Iterator[None]:
-    """Hides the C++ log lines the TFLite converter and interpreter print (absl's "Ignored
-    output_format", the quantizer's settings, "Created TensorFlow Lite XNNPACK delegate"), which
-    TF_CPP_MIN_LOG_LEVEL does not reach, when that level is 3 (as `cifar10-tfx` sets it without
-    --verbose): stdout and stderr point at /dev/null around the call. Failures still arrive, as
-    Python exceptions."""
+    """Keeps the C++ log lines of the TFLite converter and interpreter (absl's "Ignored
+    output_format", the quantizer's settings, "Created TensorFlow Lite XNNPACK delegate") off
+    the console when TF_CPP_MIN_LOG_LEVEL, which they ignore, is 3 (as `cifar10-tfx` sets it
+    without --verbose).
+
+    Output descriptors 1 and 2 point at a temporary file meanwhile: on an exception its last
+    lines are logged, and if the process dies inside (an LLVM abort) the file stays behind in
+    the temporary folder as `cifar10-tflite-native-*.log`.
+    """
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
         yield
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    opened: list[int] = []
     try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
+        opened += [os.dup(1), os.dup(2)]
+        handle, path = tempfile.mkstemp(prefix="cifar10-tflite-native-", suffix=".log")
+        opened.append(handle)
+    except OSError:  # no stdout or stderr to hide (closed descriptors): nothing to do
+        for descriptor in opened:
+            os.close(descriptor)
         yield
+        return
+    saved_out, saved_err, capture = opened
+    os.dup2(capture, 1)
+    os.dup2(capture, 2)
+    failed = True
+    try:
+        yield
+        failed = False
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for descriptor in (*saved, devnull):
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        for descriptor in opened:
             os.close(descriptor)
+        if failed:
+            with open(path, errors="replace") as f:
+                tail = f.read()[-4000:].strip()
+            if tail:
+                log.warning("TFLite's native output before the failure:\n%s", tail)
+        os.remove(path)
 
 
 def check_mode(mode: str) -> str:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 
 from cli import logs
 
 
-def test_progress_and_cached_components_are_shown_and_noise_is_not():
+def test_progress_and_cached_components_are_shown_and_noise_is_not(monkeypatch):
+    # configure() also sets TensorFlow's log level and warning filters: for this test only.
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     printed = io.StringIO()
     try:
-        logs.configure(verbose=False)
+        with warnings.catch_warnings():
+            logs.configure(verbose=False)
         root.handlers[0].setStream(printed)
         tfx = logging.getLogger("absl")
         tfx.info("Component %s is running.", "Trainer")

@@ -126,8 +126,9 @@ def test_a_file_where_the_destination_folder_goes_is_one_line(source, tmp_path, 
     blocker = tmp_path / "models"
     blocker.write_text("not a folder")
     dest = blocker / below if below else blocker
+    where = f"is inside {blocker}, which is" if below else "is"
     with pytest.raises(ModelDownloadError,
-                       match=f"^DEST_BASE {dest}: {blocker} is a file, not a folder$"):
+                       match=f"^DEST_BASE {dest} {where} an existing file, not a folder$"):
         download_model(str(source), str(dest))
     assert blocker.read_text() == "not a folder"
 

@@ -514,8 +514,8 @@ def test_sigterm_stops_the_run_as_ctrl_c_does():
 
 
 def test_a_missing_batch_file_is_named(tmp_path, data_dir, capsys):
-    """The ExampleGen reads whatever data_batch_*.bin there is: one lost file trained on 4/5 of
-    the data without a word."""
+    """The ExampleGen reads whichever of data_batch_1..5.bin there are: one lost file trained
+    on 4/5 of the data without a word."""
     (data_dir / contract.BATCHES_DIR / contract.TRAIN_BATCH_FILES[-1]).unlink()
     assert main(["run", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out")]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()

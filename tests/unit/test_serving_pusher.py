@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -179,6 +180,31 @@ def test_a_version_another_push_takes_meanwhile_is_left_to_it_and_a_later_one_us
                          contract.MODEL_CARD_MARKDOWN).read_text()
 
 
+def test_a_lost_race_to_the_same_model_pushes_nothing_twice(tmp_path, monkeypatch):
+    """Two runs of one cached Trainer push the same model in the same second: the one that
+    loses the race finds its model already served and publishes no copy of it."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    copy_tree = model_base.copy_tree
+    won = []
+
+    def the_other_run_publishes_this_model_first(source_fs, source, dest_fs, dest, **kwargs):
+        name = os.path.basename(dest)
+        if not won and name.startswith(contract.STAGING_PREFIX) and str(serving) in dest:
+            version = name.removeprefix(contract.STAGING_PREFIX).split("-")[0]
+            shutil.copytree(source, serving / version)
+            (tflite / version).mkdir(parents=True)
+            (tflite / version / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
+            won.append(int(version))
+        return copy_tree(source_fs, source, dest_fs, dest, **kwargs)
+
+    monkeypatch.setattr(model_base, "copy_tree", the_other_run_publishes_this_model_first)
+    pushed = push(tmp_path, serving, tflite)
+    (version,) = won
+    assert pushed.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 1
+    assert pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY) == version
+    assert os.listdir(serving) == [str(version)] and os.listdir(tflite) == [str(version)]
+
+
 def test_publish_version_refuses_to_overwrite(tmp_path):
     source = fake_saved_model(tmp_path / "source")
     base = tmp_path / "base"
@@ -226,6 +252,35 @@ def test_on_an_object_store_the_version_folder_gets_saved_model_pb_last(tmp_path
                                        base_fs=ObjectStoreLike())
     assert written_into_version == ["variables/variables.index", contract.SAVED_MODEL_FILE]
     assert os.listdir(base) == ["5"] and final == os.path.join(base, "5")
+
+
+def test_on_an_object_store_a_version_that_appears_during_staging_is_left_alone(
+        tmp_path, monkeypatch):
+    """No rename there to fail: the version is looked for again just before the copy into it,
+    so the push is refused as taken (and retried by the Pusher) instead of mixing its files
+    into the other push's version."""
+    source = fake_saved_model(tmp_path / "source")
+    base = tmp_path / "base"
+
+    class ObjectStoreLike(model_base.LocalFilesystem):
+        atomic_rename = False
+
+    copy_tree = model_base.copy_tree
+
+    def another_push_publishes_first(source_fs, source_path, dest_fs, dest, **kwargs):
+        if os.path.basename(dest).startswith(contract.STAGING_PREFIX):
+            (base / "5").mkdir()
+            (base / "5" / contract.SAVED_MODEL_FILE).write_bytes(b"theirs")
+        return copy_tree(source_fs, source_path, dest_fs, dest, **kwargs)
+
+    monkeypatch.setattr(model_base, "filesystem_for", lambda url: ObjectStoreLike())
+    monkeypatch.setattr(model_base, "copy_tree", another_push_publishes_first)
+    with pytest.raises(model_base.VersionTakenError, match="appeared meanwhile") as raised:
+        model_base.publish_versions_together([(str(source), str(base), contract.SAVED_MODEL_FILE)],
+                                             5)
+    assert raised.value.version == 5
+    assert os.listdir(base) == ["5"]  # no staging folder left
+    assert contents(base / "5") == {contract.SAVED_MODEL_FILE: b"theirs"}
 
 
 def test_remote_base_path_through_fsspec(tmp_path):

@@ -3,6 +3,7 @@ reach, are hidden only where that level asks for quiet (cifar10-tfx without --ve
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -26,10 +27,36 @@ def test_native_output_is_hidden_only_at_level_3(level, capfd, monkeypatch):
         assert "fully_quantize" in out and "Ignored output_format" in err and "after" in err
 
 
-def test_an_error_inside_still_arrives_and_output_comes_back(capfd, monkeypatch):
+def test_on_an_error_the_hidden_lines_are_logged_and_output_comes_back(capfd, caplog,
+                                                                         monkeypatch, tmp_path):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = []
+    mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: made.append(mkstemp(**kw)) or made[-1])
     with pytest.raises(RuntimeError, match="conversion failed"):
         with conversion.native_logs_hidden():
+            os.write(2, b"error: 'tfl.fully_connected' op quantization failed\n")
             raise RuntimeError("conversion failed")
     os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"
+    assert "'tfl.fully_connected' op quantization failed" in caplog.text
+    assert len(made) == 1 and made[0][1].startswith(str(tmp_path))
+    assert os.listdir(tmp_path) == []  # the temporary file is gone
+
+
+def test_closed_output_descriptors_are_left_alone(monkeypatch):
+    """No stdout to hide (a daemon with descriptor 1 closed): the call runs as it is."""
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    real_dup = os.dup
+
+    def closed(descriptor):
+        if descriptor == 1:
+            raise OSError(9, "Bad file descriptor")
+        return real_dup(descriptor)
+
+    monkeypatch.setattr(os, "dup", closed)
+    ran = []
+    with conversion.native_logs_hidden():
+        ran.append(True)
+    assert ran == [True]

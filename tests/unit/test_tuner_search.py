@@ -19,12 +19,12 @@ def _tiny_hypermodel(hp: keras_tuner.HyperParameters) -> keras.Model:
     return model
 
 
-def test_first_trial_trains_the_defaults_and_later_trials_search(tmp_path):
+def test_first_trial_trains_the_defaults_and_later_trials_search(tmp_path, caplog, capsys):
     oracle = training.DefaultsFirstOracle(
         objective=keras_tuner.Objective("val_accuracy", direction="max"), max_trials=3,
         num_initial_points=2, seed=contract.DEFAULT_SEED)
-    tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=_tiny_hypermodel,
-                              directory=str(tmp_path), project_name="search")
+    tuner = training.ConciseTuner(oracle=oracle, hypermodel=_tiny_hypermodel,
+                                  directory=str(tmp_path), project_name="search")
     features = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     labels = (features[:, 0] > 0).astype("int64")
     tuner.search(features, labels, validation_data=(features, labels), epochs=1, verbose=0)
@@ -36,6 +36,16 @@ def test_first_trial_trains_the_defaults_and_later_trials_search(tmp_path):
     assert trials[0].hyperparameters.values == defaults
     assert all(t.hyperparameters.values != defaults for t in trials[1:])
     assert all(t.status == "COMPLETED" for t in trials)
+
+    # What TFX's Tuner executor calls around the search: one log line each, nothing printed.
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="cifar10_tfx.training"):
+        tuner.search_space_summary()
+        tuner.results_summary()
+    assert capsys.readouterr().out == ""
+    space, result = [r.getMessage() for r in caplog.records if r.name == "cifar10_tfx.training"]
+    assert space.startswith("Search space: base_filters [48, 56, 64]; ")
+    assert result.startswith("Tuner: 3 trial(s) scored; the best, trial ")
 
 
 def test_proxy_subset_takes_a_share_of_train_but_at_least_one_batch():
