@@ -16,7 +16,7 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from modules import contract
+from modules import contract, tflite_runtime
 from serving import model_base
 from serving.client import (
     ImageError,
@@ -115,17 +115,10 @@ class TFLiteBackend:
             raise InputError(f"{path}: no such .tflite file")
         with fs.open(path, "rb") as f:
             content = f.read()
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:  # pragma: no cover - the lock installs ai-edge-litert
-            import tensorflow as tf
-
-            Interpreter = tf.lite.Interpreter  # noqa: N806 - a class
         if not content:
             raise InputError(f"{path}: file is empty")
         try:
-            self._interpreter = Interpreter(model_content=content, num_threads=1)
-            self._interpreter.allocate_tensors()
+            self._interpreter = tflite_runtime.make_interpreter(content)
         except (ValueError, RuntimeError) as error:
             raise InputError(f"{path}: not a TFLite model this interpreter can run "
                              f"({error})") from None

@@ -6,10 +6,7 @@ output is the 10 class probabilities (uint8-quantized for `int8`, float32 otherw
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,61 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from modules import contract, export, preprocessing
-
-log = logging.getLogger("cifar10_tfx.tflite")
+from modules import contract, export, preprocessing, tflite_runtime
 
 
 class ConversionError(RuntimeError):
     """The converter could not produce a model in the requested mode."""
-
-
-@contextlib.contextmanager
-def native_logs_hidden() -> Iterator[None]:
-    """Keeps the C++ log lines of the TFLite converter and interpreter (absl's "Ignored
-    output_format", the quantizer's settings, "Created TensorFlow Lite XNNPACK delegate") off
-    the console when TF_CPP_MIN_LOG_LEVEL, which they ignore, is 3 (as `cifar10-tfx` sets it
-    without --verbose).
-
-    Output descriptors 1 and 2 point at a temporary file meanwhile: on an exception its last
-    lines are logged, and if the process dies inside (an LLVM abort) the file stays behind in
-    the temporary folder as `cifar10-tflite-native-*.log`.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    opened: list[int] = []
-    try:
-        opened += [os.dup(1), os.dup(2)]
-        handle, path = tempfile.mkstemp(prefix="cifar10-tflite-native-", suffix=".log")
-        opened.append(handle)
-    except OSError:  # no stdout or stderr to hide (closed descriptors): nothing to do
-        for descriptor in opened:
-            os.close(descriptor)
-        yield
-        return
-    saved_out, saved_err, capture = opened
-    os.dup2(capture, 1)
-    os.dup2(capture, 2)
-    failed = True
-    try:
-        yield
-        failed = False
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved_out, 1)
-        os.dup2(saved_err, 2)
-        for descriptor in opened:
-            os.close(descriptor)
-        if failed:
-            with open(path, errors="replace") as f:
-                tail = f.read()[-4000:].strip()
-            if tail:
-                log.warning("TFLite's native output before the failure:\n%s", tail)
-        os.remove(path)
 
 
 def check_mode(mode: str) -> str:
@@ -119,7 +66,7 @@ def convert(keras_model, tta: str | export.ServingViews, mode: str,
         converter = tf.lite.TFLiteConverter.from_concrete_functions([signature], loaded)
         _configure(converter, mode, representative_images)
         try:
-            with native_logs_hidden():
+            with tflite_runtime.native_logs_hidden():
                 return converter.convert()
         except Exception as error:  # the converter's own errors are long MLIR dumps
             text = str(error).strip()
@@ -147,23 +94,11 @@ def _configure(converter, mode: str, representative_images) -> None:
         converter.inference_output_type = tf.uint8
 
 
-def make_interpreter(tflite_model: bytes):
-    """LiteRT's interpreter (ai-edge-litert), falling back to tf.lite's."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - the lock installs ai-edge-litert
-        Interpreter = tf.lite.Interpreter
-    with native_logs_hidden():
-        interpreter = Interpreter(model_content=tflite_model, num_threads=1)
-        interpreter.allocate_tensors()
-    return interpreter
-
-
 class TFLiteClassifier:
     """Runs one image at a time the way a phone app would, quantizing input/output as needed."""
 
     def __init__(self, tflite_model: bytes):
-        self.interpreter = make_interpreter(tflite_model)
+        self.interpreter = tflite_runtime.make_interpreter(tflite_model)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

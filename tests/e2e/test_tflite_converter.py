@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components.tflite_converter import TFLiteConverter, conversion
-from modules import cifar10_binary, contract, export, preprocessing
+from modules import cifar10_binary, contract, export, preprocessing, tflite_runtime
 from pipeline import configs
 from reports import runs, tables
 
@@ -56,7 +56,7 @@ def test_each_mode_loads_and_agrees_with_the_float_model(trained, mode):
     min_agreement, max_gap = TOLERANCES[mode]
     assert metrics["agreement_with_float"] >= min_agreement, metrics
     assert metrics["max_probability_gap"] <= max_gap, metrics
-    interpreter = conversion.make_interpreter(tflite)
+    interpreter = tflite_runtime.make_interpreter(tflite)
     assert list(interpreter.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
     assert list(interpreter.get_output_details()[0]["shape"]) == [1, contract.NUM_CLASSES]
 
@@ -64,7 +64,7 @@ def test_each_mode_loads_and_agrees_with_the_float_model(trained, mode):
 def test_int8_takes_raw_pixels(trained):
     keras_model, tta, calibration, *_ = trained
     tflite = conversion.convert(keras_model, tta, "int8", lambda: iter(calibration))
-    details = conversion.make_interpreter(tflite).get_input_details()[0]
+    details = tflite_runtime.make_interpreter(tflite).get_input_details()[0]
     scale, zero_point = details["quantization"]
     assert zero_point == 0 and abs(scale - 1.0) < 0.01  # a pixel value is its own quantized value
 
@@ -87,7 +87,7 @@ def test_pushed_artifact_and_results_page(trained_pipeline):
     assert "| TFLite int8 |" in page and "| TFLite float32 |" in page
     assert f"{metrics['tflite']['accuracy']:.2%}" in page
     assert (folder / contract.TFLITE_RESULTS_FILE).read_text() == page
-    interpreter = conversion.make_interpreter((folder / contract.TFLITE_FILE).read_bytes())
+    interpreter = tflite_runtime.make_interpreter((folder / contract.TFLITE_FILE).read_bytes())
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
 
 

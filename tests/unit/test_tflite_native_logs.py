@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from components.tflite_converter import conversion
+from modules import tflite_runtime
 
 
 @pytest.mark.parametrize("level", ["3", None])
@@ -16,7 +16,7 @@ def test_native_output_is_hidden_only_at_level_3(level, capfd, monkeypatch):
         monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     else:
         monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", level)
-    with conversion.native_logs_hidden():
+    with tflite_runtime.native_logs_hidden():
         os.write(1, b"fully_quantize: 0\n")
         os.write(2, b"W0000 tf_tfl_flatbuffer_helpers.cc:390] Ignored output_format.\n")
     os.write(2, b"after\n")
@@ -35,7 +35,7 @@ def test_on_an_error_the_hidden_lines_are_logged_and_output_comes_back(capfd, ca
     mkstemp = tempfile.mkstemp
     monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: made.append(mkstemp(**kw)) or made[-1])
     with pytest.raises(RuntimeError, match="conversion failed"):
-        with conversion.native_logs_hidden():
+        with tflite_runtime.native_logs_hidden():
             os.write(2, b"error: 'tfl.fully_connected' op quantization failed\n")
             raise RuntimeError("conversion failed")
     os.write(2, b"visible\n")
@@ -57,6 +57,6 @@ def test_closed_output_descriptors_are_left_alone(monkeypatch):
 
     monkeypatch.setattr(os, "dup", closed)
     ran = []
-    with conversion.native_logs_hidden():
+    with tflite_runtime.native_logs_hidden():
         ran.append(True)
     assert ran == [True]
