@@ -66,25 +66,17 @@ def run(capsys, *argv: str) -> tuple[int, str]:
     return code, lines[0]
 
 
-def test_batch_size_larger_than_the_training_data_is_refused_before_any_component(
-        tmp_path, data_dir, capsys):
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--batch-size", "91", "batch_size is larger than the 90 training records in {data} (after "
+                           "the eval fraction 0.1 is held out)"),
+    # Before, this one was reported as a --batch-size error, against 0 training records.
+    ("--eval-fraction", "0.999", "eval_fraction 0.999 leaves no training records in {data}")])
+def test_too_little_training_data_is_refused_before_any_component(tmp_path, data_dir, capsys,
+                                                                  flag, value, expected):
     out = tmp_path / "out"
-    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out),
-                     "--batch-size", "91")
+    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out), flag, value)
     assert code == 2
-    assert line == (f"error: --batch-size 91: batch_size is larger than the 90 training records "
-                    f"in {data_dir} (after the eval fraction 0.1 is held out)")
-    assert not out.exists()
-
-
-def test_an_eval_fraction_that_leaves_no_training_data_is_named(tmp_path, data_dir, capsys):
-    """Before, it was reported as a --batch-size error, against 0 training records."""
-    out = tmp_path / "out"
-    code, line = run(capsys, "--data-dir", str(data_dir), "--output-dir", str(out),
-                     "--eval-fraction", "0.999")
-    assert code == 2
-    assert line == (f"error: --eval-fraction 0.999: eval_fraction 0.999 leaves no training "
-                    f"records in {data_dir}")
+    assert line == f"error: {flag} {value}: " + expected.format(data=data_dir)
     assert not out.exists()
 
 

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -148,58 +149,64 @@ def test_a_model_holding_a_link_is_refused_and_nothing_is_pushed(tmp_path, victi
     assert not (tmp_path / "serving").exists()  # as before the push
 
 
+def another_push_publishes_first(monkeypatch, serving: Path,
+                                 publish: Callable[[str, str], None]) -> list[int]:
+    """While this push stages its SavedModel, another push publishes the same version number:
+    `publish(version, this push's source folder)` runs once. Returns [that version] after."""
+    copy_tree = model_base.copy_tree
+    taken: list[int] = []
+
+    def racing_copy(source_fs, source, dest_fs, dest, **kwargs):
+        name = os.path.basename(dest)
+        if not taken and name.startswith(contract.STAGING_PREFIX) and str(serving) in dest:
+            version = name.removeprefix(contract.STAGING_PREFIX).split("-")[0]
+            publish(version, source)
+            taken.append(int(version))
+        return copy_tree(source_fs, source, dest_fs, dest, **kwargs)
+
+    monkeypatch.setattr(model_base, "copy_tree", racing_copy)
+    return taken
+
+
 def test_a_version_another_push_takes_meanwhile_is_left_to_it_and_a_later_one_used(
         tmp_path, monkeypatch):
     """Two runs pushing in the same second pick the same number: the one that renames second
     used to fail with nothing pushed. It now leaves the other's version alone and tries again."""
     serving, tflite = tmp_path / "serving", tmp_path / "tflite"
-    copy_tree = model_base.copy_tree
-    others = []
 
-    def another_push_publishes_first(source_fs, source, dest_fs, dest, **kwargs):
-        name = os.path.basename(dest)
-        if not others and name.startswith(contract.STAGING_PREFIX) and str(serving) in dest:
-            version = name.removeprefix(contract.STAGING_PREFIX).split("-")[0]
-            others.append(fake_saved_model(serving / version))
-            (others[0] / contract.SAVED_MODEL_FILE).write_bytes(b"the other run's graph")
-        return copy_tree(source_fs, source, dest_fs, dest, **kwargs)
+    def another_model(version: str, _source: str) -> None:
+        fake_saved_model(serving / version)
+        (serving / version / contract.SAVED_MODEL_FILE).write_bytes(b"the other run's graph")
 
-    monkeypatch.setattr(model_base, "copy_tree", another_push_publishes_first)
+    taken = another_push_publishes_first(monkeypatch, serving, another_model)
     evaluation = standard_artifacts.ModelEvaluation()  # with it, the version gets a model card
     evaluation.uri = str(tmp_path / "evaluation")
     pushed = push(tmp_path, serving, tflite, extra_inputs={executor.EVALUATION_KEY: [evaluation]})
-    (theirs,) = others
+    (theirs,) = taken
     ours = pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY)
-    assert ours > int(theirs.name)  # the next free number (or a later second)
-    assert (theirs / contract.SAVED_MODEL_FILE).read_bytes() == b"the other run's graph"
-    assert sorted(os.listdir(serving)) == sorted([theirs.name, str(ours), "model_cards"])
+    assert ours > theirs  # the next free number (or a later second)
+    assert (serving / str(theirs) / contract.SAVED_MODEL_FILE).read_bytes() == \
+        b"the other run's graph"
+    assert sorted(os.listdir(serving)) == sorted([str(theirs), str(ours), "model_cards"])
     assert model_base.list_versions(str(tflite)) == [ours]
-    assert (serving / "model_cards" / str(ours) / contract.MODEL_CARD_MARKDOWN).exists()
-    assert not (serving / "model_cards" / theirs.name).exists()
-    assert str(ours) in (serving / "model_cards" / str(ours) /
-                         contract.MODEL_CARD_MARKDOWN).read_text()
+    card = serving / "model_cards" / str(ours) / contract.MODEL_CARD_MARKDOWN
+    assert str(ours) in card.read_text()
+    assert not (serving / "model_cards" / str(theirs)).exists()
 
 
 def test_a_lost_race_to_the_same_model_pushes_nothing_twice(tmp_path, monkeypatch):
     """Two runs of one cached Trainer push the same model in the same second: the one that
     loses the race finds its model already served and publishes no copy of it."""
     serving, tflite = tmp_path / "serving", tmp_path / "tflite"
-    copy_tree = model_base.copy_tree
-    won = []
 
-    def the_other_run_publishes_this_model_first(source_fs, source, dest_fs, dest, **kwargs):
-        name = os.path.basename(dest)
-        if not won and name.startswith(contract.STAGING_PREFIX) and str(serving) in dest:
-            version = name.removeprefix(contract.STAGING_PREFIX).split("-")[0]
-            shutil.copytree(source, serving / version)
-            (tflite / version).mkdir(parents=True)
-            (tflite / version / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
-            won.append(int(version))
-        return copy_tree(source_fs, source, dest_fs, dest, **kwargs)
+    def this_model(version: str, source: str) -> None:
+        shutil.copytree(source, serving / version)
+        (tflite / version).mkdir(parents=True)
+        (tflite / version / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
 
-    monkeypatch.setattr(model_base, "copy_tree", the_other_run_publishes_this_model_first)
+    taken = another_push_publishes_first(monkeypatch, serving, this_model)
     pushed = push(tmp_path, serving, tflite)
-    (version,) = won
+    (version,) = taken
     assert pushed.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 1
     assert pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY) == version
     assert os.listdir(serving) == [str(version)] and os.listdir(tflite) == [str(version)]
