@@ -67,6 +67,16 @@ class ConciseTuner(keras_tuner.Tuner):
     are one log line each instead of KerasTuner's pages of print(): the run report has the
     trials table, and the per-trial progress stays."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # KerasTuner 1.4 takes any process that can import IPython for a notebook (it tests
+        # get_ipython()'s class name, and None's is not "Terminal...") and "clears the output"
+        # between trials, which outside a notebook prints terminal escape codes into the log.
+        from keras_tuner.src import utils as keras_tuner_utils
+
+        if keras_tuner_utils.IS_NOTEBOOK and not _in_ipython():
+            keras_tuner_utils.IS_NOTEBOOK = False
+
     def search_space_summary(self, extended: bool = False) -> None:
         log.info("Search space: %s", "; ".join(
             f"{hp.name} {_choices(hp.get_config())}" for hp in self.oracle.get_space().space))
@@ -78,6 +88,14 @@ class ConciseTuner(keras_tuner.Tuner):
             log.info("Tuner: %d trial(s) scored; the best, trial %s, %s %.4f with %s",
                      len(trials), best[0].trial_id, self.oracle.objective.name, best[0].score,
                      best[0].hyperparameters.values)
+
+
+def _in_ipython() -> bool:
+    try:
+        import IPython
+    except ImportError:
+        return False
+    return IPython.get_ipython() is not None
 
 
 def _choices(config: dict[str, Any]) -> Any:
