@@ -46,11 +46,11 @@ EVALUATION_KEY = "evaluation"
 STATISTICS_KEY = "statistics"
 MODEL_RUN_KEY = "model_run"
 HYPERPARAMETERS_KEY = "hyperparameters"
-# Version numbers tried when another push publishes the same one first (both began in one second).
-PUSH_ATTEMPTS = 3
 HYPERPARAMETERS_SOURCE_KEY = "hyperparameters_source"
 CARD_STAGING_DIR = "model_card"  # in the PushedModel artifact: the card, written before publishing
 PUSHED_MARKER_FILE = "PUSHED"  # in the PushedModel artifact: the path of the pushed SavedModel
+# Version numbers tried when another push publishes the same one first (both began in one second).
+PUSH_ATTEMPTS = 3
 
 
 def is_blessed(blessing: types.Artifact) -> bool:
