@@ -159,7 +159,8 @@ def _download(source_base: str, dest_base: str, version: int | None, force: bool
 
 
 def _check_dest_base(source_base: str, dest_base: str) -> None:
-    """DEST_BASE is a local folder apart from SOURCE_BASE: a URL would become a folder named
+    """DEST_BASE is a local folder that can be made or written (checked up front, so a file in
+    the way is named, not an errno), apart from SOURCE_BASE: a URL would become a folder named
     `gs:` here, and a copy into the source would grow (or rewrite) the pushed versions."""
     if urls.is_url(dest_base):
         raise ModelDownloadError(f"DEST_BASE {dest_base}: a local folder is expected (this "
