@@ -16,11 +16,13 @@ from reports import runs, tables
 # Stated tolerances, on real test images, against the float SavedModel's own predictions. The model
 # under test trained a few epochs on 3,000 images, so many of its predictions are near-ties that a
 # little quantization noise flips (seen: int8 agreement 0.97, probability gap up to 0.08; dynamic
-# agreement 0.95 to 1.0); a broken conversion lands far outside these. Full-data figures for the
+# agreement 0.95 to 1.0; float16 0.987: two of 150 images whose top two classes were nearly
+# tied flipped, while every probability stayed within 0.01); a broken conversion lands far
+# outside these. For float16 the probability gap is the strict check. Full-data figures for the
 # default int8 mode are in benchmarks/RESULTS.md.
 TOLERANCES = {  # mode: (minimum top-1 agreement, largest probability gap)
     "int8": (0.88, 0.20),
-    "float16": (0.99, 0.01),
+    "float16": (0.97, 0.01),
     "dynamic": (0.92, 0.10),
     "none": (1.0, 1e-4),
 }
