@@ -52,8 +52,9 @@ def uncached_tasks(target: str, cache_examples: bool = False) -> tuple[str, ...]
 
     tasks = baselines.UNCACHED_NODES
     if target == contract.TARGET_KFP:
-        tasks += (() if cache_examples else (contract.EXAMPLE_GEN_NODE,)) + (
-            contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE,)
+        tasks += (contract.IMAGE_FOLDER_EXAMPLE_GEN_NODE,)
+        if not cache_examples:
+            tasks += (contract.EXAMPLE_GEN_NODE,)
     return tasks
 
 
