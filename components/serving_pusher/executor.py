@@ -17,6 +17,11 @@ A model that is already the newest version (the same graph and weights, and the 
 when one is pushed) is not pushed again: a re-run whose Trainer came from the cache is evaluated
 against the served copy of itself, blessed, and would otherwise publish the same model under a
 new number, which makes TF Serving load it again.
+
+A push killed between its renames (or, on an object store, during the copies that stand in for
+them) leaves the newest SavedModel version without its .tflite or model card, or with a partial
+folder of them (no `model.tflite` or `model_card.md`: each is written last). The resumed Pusher
+finds the SavedModel it was pushing already served and completes that same version.
 """
 from __future__ import annotations
 
@@ -51,6 +56,8 @@ CARD_STAGING_DIR = "model_card"  # in the PushedModel artifact: the card, writte
 PUSHED_MARKER_FILE = "PUSHED"  # in the PushedModel artifact: the path of the pushed SavedModel
 # Version numbers tried when another push publishes the same one first (both began in one second).
 PUSH_ATTEMPTS = 3
+# The parts of a version beside its SavedModel that an interrupted push can leave out.
+TFLITE_PART, CARD_PART = "TFLite model", "model card"
 
 
 def is_blessed(blessing: types.Artifact) -> bool:
@@ -90,7 +97,11 @@ class Executor(base_executor.BaseExecutor):
                 # Asked again after a lost race: the push that won may have published this
                 # very model (two runs of one cached Trainer), which must not come twice.
                 served = served_as(export.serving_model_dir(model.uri), tflite_file,
-                                   serving_dir, tflite_dir)
+                                   serving_dir, tflite_dir, with_card=bool(card_dir))
+                if served is not None and served.unfinished:
+                    _record(pushed, model, self._finish(input_dict, exec_properties, served,
+                                                        tflite_dir, card_dir, pushed.uri))
+                    return
                 if served is not None:
                     log.info("Version %d already serves this model (%s); nothing new was "
                              "pushed.", served.version, model.uri)
@@ -129,21 +140,13 @@ class Executor(base_executor.BaseExecutor):
         """(SavedModel path, .tflite path or "", version above `above`): all published (with
         the model card when card_dir is set), or none (VersionTakenError: another push
         published that number first)."""
-        for base_dir in base_dirs + ([card_dir] if card_dir else []):
-            try:
-                model_base.filesystem_for(base_dir).makedirs(base_dir)
-                model_base.remove_stale_staging(base_dir)
-            except OSError as error:
-                reason = model_base.describe_error(error)
-                raise model_base.ModelBaseError(
-                    f"{base_dir}: cannot prepare the base path ({reason}); nothing was pushed"
-                ) from error
+        _prepare(base_dirs + ([card_dir] if card_dir else []))
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         # All or none: the SavedModel, its .tflite and the card are staged, then published together.
         sources = [(export.serving_model_dir(model.uri), serving_dir, contract.SAVED_MODEL_FILE)]
         if tflite_dir:
             sources.append((artifact_utils.get_single_uri(input_dict[TFLITE_KEY]), tflite_dir,
-                            ""))
+                            contract.TFLITE_FILE))
         version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []),
                                           above=above)
         if card_dir:  # the card names the version
@@ -151,14 +154,56 @@ class Executor(base_executor.BaseExecutor):
             paths = [fs.join(serving_dir, str(version))]
             if tflite_dir:
                 paths.append(fs.join(tflite_dir, str(version)))
-            staged_card = os.path.join(pushed_uri, CARD_STAGING_DIR)
-            write_card(input_dict, exec_properties, version, paths, staged_card)
-            sources.append((staged_card, card_dir, contract.MODEL_CARD_MARKDOWN))
+            sources.append((_staged_card(input_dict, exec_properties, version, paths, pushed_uri),
+                            card_dir, contract.MODEL_CARD_MARKDOWN))
         paths = model_base.publish_versions_together(sources, version)
         log.info("Pushed the SavedModel to %s", paths[0])
         if tflite_dir:
             log.info("Pushed the TFLite model to %s", paths[1])
         return paths[0], paths[1] if tflite_dir else "", version
+
+    @staticmethod
+    def _finish(input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],
+                served: Served, tflite_dir: str, card_dir: str, pushed_uri: str) -> Served:
+        """Completes a version an interrupted push left with its SavedModel only: publishes the
+        .tflite and card it lacks under the same number (each replacing a partial folder)."""
+        log.warning("Version %d already serves this model, but an interrupted push left it "
+                    "without its %s; completing it.", served.version,
+                    " and ".join(served.unfinished))
+        bases = {TFLITE_PART: tflite_dir, CARD_PART: card_dir}
+        _prepare([bases[part] for part in served.unfinished])
+        if TFLITE_PART in served.unfinished:
+            model_base.publish_version(artifact_utils.get_single_uri(input_dict[TFLITE_KEY]),
+                                       tflite_dir, served.version, last=contract.TFLITE_FILE,
+                                       replace=True)
+            log.info("Pushed the TFLite model to %s", served.tflite_path)
+        if CARD_PART in served.unfinished:
+            paths = [served.saved_model_path] + ([served.tflite_path] if tflite_dir else [])
+            staged = _staged_card(input_dict, exec_properties, served.version, paths, pushed_uri)
+            model_base.publish_version(staged, card_dir, served.version,
+                                       last=contract.MODEL_CARD_MARKDOWN, replace=True)
+        return dataclasses.replace(served, unfinished=())
+
+
+def _prepare(base_dirs: list[str]) -> None:
+    """Creates each base path and removes what interrupted copies left there."""
+    for base_dir in base_dirs:
+        try:
+            model_base.filesystem_for(base_dir).makedirs(base_dir)
+            model_base.remove_stale_staging(base_dir)
+        except OSError as error:
+            reason = model_base.describe_error(error)
+            raise model_base.ModelBaseError(
+                f"{base_dir}: cannot prepare the base path ({reason}); nothing was pushed"
+            ) from error
+
+
+def _staged_card(input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],
+                 version: int, paths: list[str], pushed_uri: str) -> str:
+    """Writes the version's card into the PushedModel artifact; returns its folder."""
+    staged = os.path.join(pushed_uri, CARD_STAGING_DIR)
+    write_card(input_dict, exec_properties, version, paths, staged)
+    return staged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +214,8 @@ class Served:
     saved_model_path: str
     tflite_path: str
     card_path: str
+    # What an interrupted push left absent or partial: TFLITE_PART, CARD_PART.
+    unfinished: tuple[str, ...] = ()
 
 
 # What tells two exports apart: the graph and the variables' index (which holds a checksum of
@@ -176,12 +223,15 @@ class Served:
 IDENTITY_FILES = (contract.SAVED_MODEL_FILE, f"{contract.SAVED_MODEL_VARIABLES}.index")
 
 
-def served_as(model_dir: str, tflite_file: str, serving_dir: str,
-              tflite_dir: str) -> Served | None:
+def served_as(model_dir: str, tflite_file: str, serving_dir: str, tflite_dir: str,
+              with_card: bool = False) -> Served | None:
     """The newest version of `serving_dir` when it is this very model, else None: the same
     files as the export in `model_dir` and, with a `tflite_file`, the same .tflite in
     `tflite_dir`. Compared by content, not by path: a new metadata store numbers its artifacts'
-    folders from 1 again, so one path can name two models."""
+    folders from 1 again, so one path can name two models.
+
+    A .tflite (or, `with_card`, a model card) that the version lacks, its folder absent or
+    without the file written last, is listed in `unfinished`: an interrupted push's."""
     fs = model_base.filesystem_for(serving_dir)
     try:
         version = model_base.served_version(serving_dir, fs)
@@ -191,15 +241,22 @@ def served_as(model_dir: str, tflite_file: str, serving_dir: str,
         if not all(model_base.same_file(os.path.join(model_dir, name),
                                         fs.join(version_dir, name)) for name in IDENTITY_FILES):
             return None
-        tflite_path = ""
+        tflite_path, unfinished = "", []
         if tflite_file:
             tflite_fs = model_base.filesystem_for(tflite_dir)
             tflite_path = tflite_fs.join(tflite_dir, str(version))
-            if not model_base.same_file(tflite_file,
-                                        tflite_fs.join(tflite_path, contract.TFLITE_FILE)):
+            served_tflite = tflite_fs.join(tflite_path, contract.TFLITE_FILE)
+            if not tflite_fs.exists(served_tflite):
+                unfinished.append(TFLITE_PART)
+            elif not model_base.same_file(tflite_file, served_tflite):
                 return None
         card = fs.join(model_cards_dir(serving_dir), str(version), contract.MODEL_CARD_MARKDOWN)
-        return Served(version, version_dir, tflite_path, card if fs.exists(card) else "")
+        if not fs.exists(card):
+            if with_card:
+                unfinished.append(CARD_PART)
+            else:
+                card = ""
+        return Served(version, version_dir, tflite_path, card, tuple(unfinished))
     except OSError:  # unreadable here: push, and let the push say what is wrong
         return None
 

@@ -1,8 +1,10 @@
 """The ServingPusher's executor on real folders: what it pushes, and what it never touches."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -452,7 +454,7 @@ def test_the_model_already_served_is_not_pushed_again(tmp_path):
         str(card / contract.MODEL_CARD_MARKDOWN)
 
 
-@pytest.mark.parametrize("change", ["weights", "tflite", "tflite gone"])
+@pytest.mark.parametrize("change", ["weights", "tflite"])
 def test_a_model_that_differs_from_the_served_one_is_pushed(tmp_path, change):
     """Compared by content, not by path: a new metadata store gives a new model the old one's
     folder, and a re-converted .tflite beside a cached model is new too."""
@@ -462,10 +464,69 @@ def test_a_model_that_differs_from_the_served_one_is_pushed(tmp_path, change):
     if change == "weights":  # another training, in the same folder
         variables = Path(export.serving_model_dir(str(tmp_path / "model"))) / "variables"
         (variables / "variables.index").write_bytes(b"other weights")
-    elif change == "tflite":
-        (tflite / str(version) / contract.TFLITE_FILE).write_bytes(b"older flatbuffer")
     else:
-        (tflite / str(version) / contract.TFLITE_FILE).unlink()
+        (tflite / str(version) / contract.TFLITE_FILE).write_bytes(b"older flatbuffer")
     pushed = push(tmp_path, serving, tflite)
     assert pushed.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 0
     assert model_base.list_versions(str(serving))[-1] > version
+
+
+def card_inputs(tmp_path: Path) -> dict:
+    """An evaluation to connect: with it, the Pusher publishes a model card per version."""
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = str(tmp_path / "evaluation")
+    return {executor.EVALUATION_KEY: [evaluation]}
+
+
+@pytest.mark.parametrize("killed_before", ["tflite", "model_cards"])
+def test_a_push_killed_between_its_renames_is_completed_under_the_same_version(
+        tmp_path, monkeypatch, killed_before):
+    """SIGKILL after the SavedModel's rename, before the .tflite's (or the card's): TF Serving
+    already serves the model, so the resumed Pusher completes that version instead of pushing
+    the same model again under a new number, and clears the killed push's staging folders."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    promote = model_base._promote
+
+    def killed_before_promoting(fs, staging, final, last):
+        if Path(final).parent.name == killed_before:
+            os.kill(os.getpid(), signal.SIGKILL)
+        promote(fs, staging, final, last)
+
+    monkeypatch.setattr(model_base, "_promote", killed_before_promoting)
+    killed = multiprocessing.get_context("fork").Process(
+        target=push, args=(tmp_path, serving, tflite),
+        kwargs={"extra_inputs": card_inputs(tmp_path)})
+    killed.start()
+    killed.join()
+    assert killed.exitcode == -signal.SIGKILL
+    monkeypatch.undo()
+    (version,) = model_base.list_versions(str(serving))
+    assert model_base.list_versions(str(tflite)) == ([] if killed_before == "tflite" else [version])
+
+    pushed = push(tmp_path, serving, tflite, extra_inputs=card_inputs(tmp_path))
+    assert pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY) == version
+    assert pushed.get_int_custom_property(contract.ALREADY_SERVED_PROPERTY) == 0
+    assert sorted(os.listdir(serving)) == sorted([str(version), contract.MODEL_CARDS_DIR])
+    assert os.listdir(tflite) == [str(version)]  # the killed push's staging folder is gone
+    assert (tflite / str(version) / contract.TFLITE_FILE).read_bytes() == b"flatbuffer"
+    cards = serving / contract.MODEL_CARDS_DIR
+    assert os.listdir(cards) == [str(version)]
+    assert str(version) in (cards / str(version) / contract.MODEL_CARD_MARKDOWN).read_text()
+    assert pushed.get_string_custom_property(contract.PUSHED_TFLITE_DESTINATION_PROPERTY) == \
+        str(tflite / str(version))
+
+
+def test_a_partly_copied_tflite_version_is_replaced_by_a_complete_one(tmp_path):
+    """On an object store the copy into the version stands in for the rename, with
+    model.tflite written last: a folder without it is an interrupted push's, completed now."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    version = push(tmp_path, serving, tflite).get_int_custom_property(
+        contract.PUSHED_VERSION_PROPERTY)
+    (tflite / str(version) / contract.TFLITE_FILE).unlink()
+    (tflite / str(version) / contract.LABELS_FILE).write_text("partial\n")
+
+    pushed = push(tmp_path, serving, tflite)
+    assert pushed.get_int_custom_property(contract.PUSHED_VERSION_PROPERTY) == version
+    assert model_base.list_versions(str(serving)) == [version]
+    assert contents(tflite) == {str(version): None,
+                                f"{version}/{contract.TFLITE_FILE}": b"flatbuffer"}
