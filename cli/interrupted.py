@@ -227,17 +227,13 @@ def clean_up(config: configs.PipelineConfig, earlier_runs: Collection[str]) -> l
 
 
 def _clean_up(config: configs.PipelineConfig, earlier_runs: Collection[str]) -> list[str]:
-    from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     from reports import runs
 
     if not os.path.exists(config.metadata_path):
         return []
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = config.metadata_path
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    store = metadata_store.MetadataStore(connection)
+    store = runs.writable_store(config.metadata_path)
     unfinished = (metadata_store_pb2.Execution.RUNNING, metadata_store_pb2.Execution.NEW)
     removed: list[str] = []
     root = os.path.realpath(config.pipeline_root)

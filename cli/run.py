@@ -163,7 +163,12 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
     try:
         with guard:
             # run_with_ir: the served-model baseline must not come from the cache
-            tfx.orchestration.LocalDagRunner().run_with_ir(baselines.local_ir(dag))
+            ir = baselines.local_ir(dag)
+            try:
+                tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+            finally:
+                _record_dag(config.metadata_path, earlier,
+                            [node.pipeline_node.node_info.id for node in ir.nodes])
     except KeyboardInterrupt:
         guard.caught()
         # A supervisor's second SIGTERM must not cut the cleanup of the store short.
@@ -200,6 +205,19 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
         print(f"Not blessed: nothing was pushed. Evaluation: {outcome.evaluation_uri}")
     print(f"ML Metadata: {config.metadata_path}")
     return 0
+
+
+def _record_dag(metadata_path: str, earlier_runs: set[str], nodes: list[str]) -> None:
+    """Records this run's DAG in the store, so its report tells a node of the DAG that did not
+    run from one only an older DAG had. Best effort: a report without it lists every node."""
+    from reports import runs
+
+    try:
+        new_runs = [run_id for run_id in _run_ids(metadata_path) if run_id not in earlier_runs]
+        runs.record_run_nodes(metadata_path, new_runs, nodes)
+    except Exception as error:  # noqa: BLE001 (the run's own outcome matters more)
+        print(f"warning: could not record the run's nodes in {metadata_path}: {error}",
+              file=sys.stderr)
 
 
 def misspelled_env_vars(command: click.Command, environ: dict[str, str]) -> list[str]:

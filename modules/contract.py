@@ -163,6 +163,10 @@ SERVING_BASE_DIR = "serving_model"
 TFLITE_BASE_DIR = "tflite_model"
 STAGING_PREFIX = ".incoming-"  # a version being copied into a base path; never an integer name
 
+# On a local run's `pipeline_run` context: its DAG's node ids, comma-separated (the report lists
+# a node of the DAG without an execution as "not run"; a store also holds older DAGs' nodes).
+RUN_NODES_PROPERTY = "pipeline_nodes"
+
 # Custom properties of the PushedModel artifact (the Pusher writes them, the report reads them).
 PUSHED_PROPERTY = "pushed"
 PUSHED_VERSION_PROPERTY = "pushed_version"

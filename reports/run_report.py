@@ -128,7 +128,7 @@ def component_rows(view: RunView) -> list[dict]:
                      "started": _clock(execution.create_time_since_epoch),
                      "execution_id": execution.id, "note": note})
     ran = {r["node"] for r in rows}
-    for node in runs.pipeline_nodes(view.store):
+    for node in runs.pipeline_nodes(view.store, view.run):
         if node not in ran:
             rows.append({"node": node, "state": "not run", "seconds": None, "started": "-",
                          "execution_id": None, "note": "no execution in this run"})

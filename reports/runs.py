@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Collection, Sequence
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -60,6 +61,24 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
             raise
     raise FileNotFoundError(f"No pipeline run in {metadata_path} yet (an empty ML Metadata "
                             f"database); run the pipeline first.")
+
+
+def writable_store(metadata_path: str) -> metadata_store.MetadataStore:
+    """A read-write connection to an existing store (never creates one)."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    return metadata_store.MetadataStore(config)
+
+
+def record_run_nodes(metadata_path: str, run_ids: Collection[str], nodes: Sequence[str]) -> None:
+    """Records the DAG's node ids on each of these runs' contexts (RUN_NODES_PROPERTY)."""
+    store = writable_store(metadata_path)
+    contexts = [run for run in pipeline_runs(store) if run.name in run_ids]
+    for context in contexts:
+        context.custom_properties[contract.RUN_NODES_PROPERTY].string_value = ",".join(nodes)
+    if contexts:
+        store.put_contexts(contexts)
 
 
 def custom_value(entity, key: str):
@@ -123,8 +142,13 @@ def run_execution_list(store, run_id: str | None = None) -> list:
     return [(node_id(e, store), e) for e in executions]
 
 
-def pipeline_nodes(store) -> list:
-    """Every node id the store has seen in any run (its `node` contexts), in creation order."""
+def pipeline_nodes(store, run=None) -> list:
+    """The node ids of a run's DAG as the run recorded them (RUN_NODES_PROPERTY); without a
+    record (a run killed outright, or not started by `cifar10-tfx run`), every node the store
+    has seen in any run (its `node` contexts), in creation order."""
+    recorded = custom_value(run, contract.RUN_NODES_PROPERTY) if run is not None else None
+    if recorded:
+        return recorded.split(",")
     nodes = sorted(store.get_contexts_by_type(NODE_CONTEXT), key=lambda c: c.id)
     return [c.name.split(".", 1)[1] for c in nodes]
 

@@ -24,6 +24,7 @@ def test_every_component_ran_once(trained_pipeline):
     states = runs.run_executions(store)
     assert set(states) == NODES
     assert all(s == ["complete"] for s in states.values()), states
+    assert set(runs.pipeline_nodes(store, runs.find_run(store))) == NODES  # the run's own DAG
 
 
 def test_model_was_blessed_and_pushed_with_its_tflite_twin(trained_pipeline):

@@ -243,6 +243,36 @@ def test_the_summary_reads_its_own_runs_artifacts(tmp_path):
     assert runs.latest_outcome(path).pushed_version == 2  # no run named: the newest
 
 
+def test_the_report_lists_the_runs_own_dag_not_older_nodes(tmp_path):
+    """A store keeps the nodes of every DAG it saw: a run records its own, so the report lists
+    a node of its DAG that did not run, and not one that only an older DAG had."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from reports import run_report, runs
+
+    path = tmp_path / contract.METADATA_FILE
+    store, run_type = _store_with_run_type(path)
+    node_type = store.put_context_type(pb.ContextType(name=runs.NODE_CONTEXT))
+    store.put_contexts([pb.Context(type_id=node_type, name=f"cifar10.{node}")
+                        for node in ("latest_blessed_model_resolver", "Trainer", "Pusher")])
+    [run_context] = store.put_contexts([pb.Context(type_id=run_type, name="run-a")])
+    execution_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))
+    [trainer] = store.get_contexts_by_type(runs.NODE_CONTEXT)[1:2]
+    store.put_execution(pb.Execution(type_id=execution_type,
+                                     last_known_state=pb.Execution.COMPLETE), [],
+                        [store.get_contexts_by_id([run_context])[0], trainer])
+    del store
+
+    def not_run() -> list[str]:
+        view = runs.RunView(runs.open_store(str(path)), "run-a")
+        return [row["node"] for row in run_report.component_rows(view)
+                if row["state"] == "not run"]
+
+    assert not_run() == ["latest_blessed_model_resolver", "Pusher"]  # no record: every node
+    runs.record_run_nodes(str(path), ["run-a"], ["Trainer", "Pusher"])
+    assert not_run() == ["Pusher"]
+
+
 def test_report_to_a_folder_the_kernel_refuses_is_one_line(tmp_path, capsys):
     """/proc passes the up-front check for root (access() says writable); os.makedirs then
     fails, and the line says what could not be done, not only the errno."""
