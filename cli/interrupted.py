@@ -98,14 +98,25 @@ def _ended(processes: Sequence, timeout_s: float) -> bool:
 
 class _OwnLinesOnly(logging.Filter):
     """After a Ctrl-C: Beam's threads and workers report, at ERROR, the connections the stop
-    broke; only the project's own records still pass."""
+    broke; only the project's own records still pass. Once the guard has closed, the threads
+    the stopped run left behind (Beam's data-plane reader, which sees its stream break as the
+    workers end) stay quiet; every other thread's records pass again."""
 
     def __init__(self, pressed: threading.Event) -> None:
         super().__init__()
         self._pressed = pressed
+        self._closed = False
+        self._quiet_threads: set[int] = set()  # idents of the threads the stopped run left
+
+    def keep_quiet(self, threads: Collection[threading.Thread]) -> None:
+        """From now on, only `threads` are held back (the guard has closed)."""
+        self._quiet_threads = {thread.ident for thread in threads if thread.ident is not None}
+        self._closed = True
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not self._pressed.is_set() or record.name.startswith(logs.PROJECT_LOGGER)
+        if not self._pressed.is_set() or record.name.startswith(logs.PROJECT_LOGGER):
+            return True
+        return self._closed and record.thread not in self._quiet_threads
 
 
 def _quiet_for(threads: Collection[threading.Thread],
@@ -129,7 +140,8 @@ class InterruptGuard:
     SDK workers and raises it again in the main thread every half second. From the Ctrl-C on,
     what the dying stage's threads print (exceptions in threads, broken connections logged by
     Beam) is dropped, for as long as the guard is open; a thread the stopped run left behind
-    (Beam's `run_worker`, which raises once it reaps a stopped worker) stays quiet after it.
+    (Beam's `run_worker`, which raises once it reaps a stopped worker, or its data-plane reader,
+    which logs the broken stream) stays quiet after it.
 
         with InterruptGuard() as guard:
             try:
@@ -208,10 +220,13 @@ class InterruptGuard:
             sys.unraisablehook = self._unraisable_hook
             leftovers = [thread for thread in threading.enumerate()
                          if thread not in self._threads_before]
-            threading.excepthook = (_quiet_for(leftovers, self._thread_hook)
-                                    if self._pressed.is_set() else self._thread_hook)
-            for handler in self._handlers:
-                handler.removeFilter(self._filter)
+            if self._pressed.is_set():  # what the stopped run left behind stays quiet
+                threading.excepthook = _quiet_for(leftovers, self._thread_hook)
+                self._filter.keep_quiet(leftovers)
+            else:
+                threading.excepthook = self._thread_hook
+                for handler in self._handlers:
+                    handler.removeFilter(self._filter)
 
 
 def clean_up(config: configs.PipelineConfig, earlier_runs: Collection[str]) -> list[str]:

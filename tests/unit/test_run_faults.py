@@ -8,6 +8,7 @@ refused before TensorFlow or TFX is imported, so these tests take seconds.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -424,7 +425,9 @@ def test_a_ctrl_c_that_python_drops_is_raised_again(capsys):
 def test_a_thread_the_stopped_run_left_behind_fails_quietly_after_the_guard():
     """Beam's `run_worker` thread raises once it reaps a worker the guard stopped, which can be
     after the guard has closed: its traceback came out after the run's one line (CI, stop 32).
-    A thread that was there before the guard still reports its failure."""
+    Its data-plane reader logs the stream the stop broke ("Failed to read inputs in the data
+    plane." and a gRPC traceback, seen by hand). A thread that was there before the guard still
+    reports its failure, and logs."""
     import threading
 
     from cli.interrupted import InterruptGuard
@@ -432,14 +435,22 @@ def test_a_thread_the_stopped_run_left_behind_fails_quietly_after_the_guard():
     release = threading.Event()
     reported: list[str] = []
 
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            reported.append(f"logged by {record.threadName}")
+
     def fails_later() -> None:
         release.wait(30)
+        logging.getLogger("apache_beam.runners.worker.data_plane").error("Failed to read inputs")
         raise RuntimeError("Worker subprocess exited with return code -15")
 
     hook = threading.excepthook
     threading.excepthook = lambda args: reported.append(args.thread.name)
     found = signal.signal(signal.SIGINT, signal.default_int_handler)
     threads = [threading.Thread(target=fails_later, name="older")]
+    recorder = Recorder()
+    root = logging.getLogger()
+    root.addHandler(recorder)
     try:
         threads[0].start()
         with pytest.raises(KeyboardInterrupt):
@@ -450,11 +461,14 @@ def test_a_thread_the_stopped_run_left_behind_fails_quietly_after_the_guard():
         release.set()
         for thread in threads:
             thread.join(timeout=30)
-        assert reported == ["older"]
+        assert sorted(reported) == ["logged by older", "older"]
+        logging.getLogger("apache_beam").error("after the run")  # the main thread's still pass
+        assert reported[-1] == "logged by MainThread"
     finally:
         release.set()
         signal.signal(signal.SIGINT, found)
         threading.excepthook = hook
+        root.removeHandler(recorder)
 
 
 def test_beam_workers_leave_ctrl_c_to_the_run_from_their_first_instant(monkeypatch):
