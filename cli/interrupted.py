@@ -179,6 +179,10 @@ class InterruptGuard:
             return
         if self.signal_number is None:
             self.signal_number = signum
+            # The workers first: unwinding, Beam closes the servers they talk to, and a worker
+            # still there prints its broken connections (gRPC's "Cancelling all calls").
+            self._pressed.set()
+            _stop_beam_workers_quietly()
         self._pressed.set()
         raise KeyboardInterrupt
 
