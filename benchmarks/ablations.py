@@ -27,6 +27,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
+
+import click
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
@@ -70,37 +73,47 @@ SERVED_TTA = "flip"  # the issue's serving budget: at most 2 views
 EARLIER_DEFAULTS = " (earlier defaults)"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
-                   help="the CIFAR-10 folder the run was made from (test_batch.bin is scored)")
-    p.add_argument("--run-dir", help="output dir of an earlier local run on that data")
-    p.add_argument("--epochs", type=int, default=4, help="the fixed budget of every variant")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--steps-per-epoch", type=int,
-                   help="cap each epoch (a smoke test; default: the whole train split)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    p.add_argument("--seeds", default=str(contract.DEFAULT_SEED),
-                   help="comma-separated training seeds; each variant runs once per seed "
-                        f"(default {contract.DEFAULT_SEED}, the pipeline's)")
-    p.add_argument("--results-dir", default=os.path.join(PROJECT_DIR, "benchmarks"),
-                   help="where ABLATIONS.md and ablations.json go (default benchmarks/)")
-    p.add_argument("--render-only", action="store_true",
-                   help="only rewrite the page from the results dir's JSON")
-    p.add_argument("--fresh", action="store_true",
-                   help="retrain every variant; by default those the results dir's JSON holds "
-                        "for the same budget are kept (a stopped run resumes)")
-    p.add_argument("--variant", help=argparse.SUPPRESS)  # the child process: train one variant
-    p.add_argument("--inputs", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """--seeds as a list of integers."""
     try:
-        args.seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+        seeds = [int(seed) for seed in value.split(",") if seed.strip()]
     except ValueError:
-        p.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
-    if not args.seeds:
-        p.error("--seeds: give at least one seed")
-    return args
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
+
+
+@click.command("ablations.py", context_settings=run_benchmark.CONTEXT_SETTINGS,
+               help=run_benchmark.description(__doc__))
+@click.option("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
+              help="the CIFAR-10 folder the run was made from (test_batch.bin is scored)")
+@click.option("--run-dir", help="output dir of an earlier local run on that data")
+@click.option("--epochs", type=int, default=4, help="the fixed budget of every variant")
+@click.option("--batch-size", type=int, default=256)
+@click.option("--steps-per-epoch", type=int,
+              help="cap each epoch (a smoke test; default: the whole train split)")
+@click.option("--variants", default=",".join(VARIANTS),
+              help=f"comma-separated, from: {', '.join(VARIANTS)}")
+@click.option("--seeds", default=str(contract.DEFAULT_SEED), callback=_seeds,
+              help="comma-separated training seeds; each variant runs once per seed "
+                   f"(default {contract.DEFAULT_SEED}, the pipeline's)")
+@click.option("--results-dir", default=os.path.join(PROJECT_DIR, "benchmarks"),
+              help="where ABLATIONS.md and ablations.json go (default benchmarks/)")
+@click.option("--render-only", is_flag=True,
+              help="only rewrite the page from the results dir's JSON")
+@click.option("--fresh", is_flag=True,
+              help="retrain every variant; by default those the results dir's JSON holds "
+                   "for the same budget are kept (a stopped run resumes)")
+@click.option("--variant", hidden=True)  # the child process: train one variant
+@click.option("--inputs", hidden=True)
+def ablations_command(**flags: Any) -> argparse.Namespace:
+    """The flags; main() does the work."""
+    return argparse.Namespace(**flags)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return run_benchmark.parse(ablations_command, argv)
 
 
 def row_key(record: dict) -> tuple[str, int]:

@@ -23,6 +23,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import click
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
@@ -39,18 +42,24 @@ PIPELINE_ARGS = ["--epochs", "1", "--no-tune", "--accuracy-threshold", "0",
 DEFAULT_IMAGES_DIR = "/tmp/bench_predict"
 
 
+@click.command("batch_inference.py", context_settings=run_benchmark.CONTEXT_SETTINGS,
+               help=run_benchmark.description(__doc__, run_benchmark.PIPELINE_ARGS_HELP))
+@run_benchmark.run_options(
+    "pipeline outputs (default benchmarks/runs/batch_inference[_fast]); must not hold a run of "
+    "these images already, or the batch stage is a cache hit with no time to measure",
+    common.RESULTS_HELP)
+@click.option("--images-dir", help=f"scratch folder for the PNGs (default "
+              f"{DEFAULT_IMAGES_DIR}, or OUTPUT_DIR/images with --fast)")
+@click.option("--render-only", is_flag=True,
+              help="only rewrite the page from the results dir's JSON")
+@click.argument("pipeline_args", nargs=-1)
+def batch_inference_command(**flags: Any) -> argparse.Namespace:
+    """The flags; main() does the work."""
+    return argparse.Namespace(**{**flags, "pipeline_args": list(flags["pipeline_args"])})
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    run_benchmark.add_run_arguments(
-        p, "pipeline outputs (default benchmarks/runs/batch_inference[_fast]); must not hold a "
-        "run of these images already, or the batch stage is a cache hit with no time to measure",
-        common.RESULTS_HELP)
-    p.add_argument("--images-dir", help=f"scratch folder for the PNGs (default "
-                   f"{DEFAULT_IMAGES_DIR}, or OUTPUT_DIR/images with --fast)")
-    p.add_argument("--render-only", action="store_true",
-                   help="only rewrite the page from the results dir's JSON")
-    p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
-    return p.parse_args(argv)
+    return run_benchmark.parse(batch_inference_command, argv)
 
 
 def run_logged(command: list[str], record: dict, log_path: str | None = None,

@@ -27,53 +27,96 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import click
 import numpy as np
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
 
 from cli import logs  # noqa: E402
+from reports.benchmark_page import CANDIDATES_DIR, UNTUNED_JSON  # noqa: E402
 
 FAST_PIPELINE_ARGS = ["--epochs", "2", "--batch-size", "64", "--beam-workers", "1",
                       "--accuracy-threshold", "0", "--tflite-max-accuracy-drop", "0.5",
                       "--tflite-calibration-samples", "100"]
+F = TypeVar("F", bound=Callable[..., Any])
+# What every benchmark script's command shares: -h as well as --help, and lines of 100.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+PIPELINE_ARGS_HELP = "PIPELINE_ARGS: extra local_runner.py flags (after --)."
 
 
-def add_run_arguments(p: argparse.ArgumentParser, output_help: str, results_help: str) -> None:
+def description(doc: str, *more: str) -> str:
+    """A script's --help text: its docstring's first paragraph, then `more` paragraphs."""
+    return "\n\n".join([doc.split("\n\n")[0], *more])
+
+
+def run_options(output_help: str, results_help: str) -> Callable[[F], F]:
     """The flags every benchmark script takes (this one, batch_inference.py, scale_out.py): the
     data, where the pipeline runs and the results go, and --fast for CI."""
-    p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
-                   help="folder holding cifar-10-batches-bin/")
-    p.add_argument("--output-dir", help=output_help)
-    p.add_argument("--results-dir", help=results_help)
-    p.add_argument("--fast", action="store_true", help="tiny budget, for CI on a small fixture")
+    options = [
+        click.option("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
+                     help="folder holding cifar-10-batches-bin/"),
+        click.option("--output-dir", help=output_help),
+        click.option("--results-dir", help=results_help),
+        click.option("--fast", is_flag=True, help="tiny budget, for CI on a small fixture"),
+    ]
+
+    def decorate(function: F) -> F:
+        for option in reversed(options):  # click lists options in the order they decorate
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def parse(command: click.Command, argv: Sequence[str] | None) -> argparse.Namespace:
+    """A benchmark script's flags, parsed by its click command, whose callback returns them:
+    --help prints and exits 0; a bad value exits 2 with click's usage error, whose last line
+    names the flag."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        flags = command.main(args, prog_name=command.name, standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        raise SystemExit(error.exit_code) from None
+    if not isinstance(flags, argparse.Namespace):  # --help was printed: its exit code
+        raise SystemExit(flags)
+    return flags
+
+
+def _candidate_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+        raise click.BadParameter(f"{value!r}: use lower-case letters, digits, - and _")
+    return value
+
+
+@click.command("run_benchmark.py", context_settings=CONTEXT_SETTINGS,
+               help=description(__doc__, PIPELINE_ARGS_HELP))
+@run_options("pipeline outputs (default benchmarks/runs/full|fast, "
+             "full_untuned|fast_untuned with --untuned)",
+             "where RESULTS.md goes (default benchmarks/ for a full run, the output dir "
+             "for --fast; with --untuned, where the tuned run's page is)")
+@click.option("--skip-baseline", is_flag=True)
+@click.option("--untuned", is_flag=True,
+              help="the reference for the Tuner: the pipeline with --no-tune (the "
+                   f"defaults), recorded as {UNTUNED_JSON} beside the tuned run's "
+                   "RESULTS.md, which then compares with it (no baseline)")
+@click.option("--candidate", metavar="NAME", callback=_candidate_name,
+              help="a full run with the local_runner.py flags after -- (no baseline), "
+                   f"recorded as {CANDIDATES_DIR}/NAME.json beside the tuned run's "
+                   "RESULTS.md, whose table of candidates then shows it")
+@click.argument("pipeline_args", nargs=-1)
+def benchmark_command(**flags: Any) -> argparse.Namespace:
+    """The flags, checked together; main() does the work."""
+    if flags["candidate"] and flags["untuned"]:
+        raise click.UsageError("--candidate and --untuned: choose one")
+    return argparse.Namespace(**{**flags, "pipeline_args": list(flags["pipeline_args"])})
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from reports.benchmark_page import CANDIDATES_DIR, UNTUNED_JSON
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_run_arguments(p, "pipeline outputs (default benchmarks/runs/full|fast, "
-                         "full_untuned|fast_untuned with --untuned)",
-                      "where RESULTS.md goes (default benchmarks/ for a full run, the output dir "
-                      "for --fast; with --untuned, where the tuned run's page is)")
-    p.add_argument("--skip-baseline", action="store_true")
-    p.add_argument("--untuned", action="store_true",
-                   help="the reference for the Tuner: the pipeline with --no-tune (the "
-                        f"defaults), recorded as {UNTUNED_JSON} beside the tuned run's "
-                        "RESULTS.md, which then compares with it (no baseline)")
-    p.add_argument("--candidate", metavar="NAME",
-                   help="a full run with the local_runner.py flags after -- (no baseline), "
-                        f"recorded as {CANDIDATES_DIR}/NAME.json beside the tuned run's "
-                        "RESULTS.md, whose table of candidates then shows it")
-    p.add_argument("pipeline_args", nargs="*", help="extra local_runner.py flags (after --)")
-    args = p.parse_args(argv)
-    if args.candidate is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", args.candidate):
-        p.error(f"--candidate {args.candidate!r}: use lower-case letters, digits, - and _")
-    if args.candidate and args.untuned:
-        p.error("--candidate and --untuned: choose one")
-    return args
+    return parse(benchmark_command, argv)
 
 
 def load_split(data_dir: str, pattern: str, fraction) -> tuple[np.ndarray, np.ndarray]:
@@ -518,7 +561,7 @@ def host_speed() -> float:
 
 
 def flag_value(command: list[str], name: str, default):
-    """The value argparse will use: the last occurrence of the flag."""
+    """The value local_runner.py will use: the last occurrence of the flag."""
     positions = [i for i, part in enumerate(command[:-1]) if part == name]
     return command[positions[-1] + 1] if positions else default
 

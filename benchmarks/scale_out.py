@@ -25,6 +25,9 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import click
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
@@ -49,17 +52,28 @@ FAST_TRAINER_BATCH, FAST_TRAINER_STEPS = 16, (1, 3)
 TRAINER_TIMEOUT_S = 1800
 
 
+PARTS = ("beam", "trainer", "all", "render")
+
+
+@click.command("scale_out.py", context_settings=run_benchmark.CONTEXT_SETTINGS,
+               help=run_benchmark.description(
+                   __doc__, f"PART, one of {', '.join(PARTS)}; render: only rewrite the page "
+                   "from the JSON (with --note)."))
+@click.argument("part", type=click.Choice(PARTS), metavar="PART")
+@run_benchmark.run_options("run folders (default benchmarks/runs/scale_out[_fast])",
+                           common.RESULTS_HELP)
+@click.option("--note", multiple=True,
+              help="a line about the conditions of this run, kept in the JSON and the page")
+@click.option("--workers", type=int, multiple=True, default=[1, 2],
+              help="Trainer cluster sizes to compare, one per --workers (default: 1 2)")
+def scale_out_command(**flags: Any) -> argparse.Namespace:
+    """The flags; main() does the work."""
+    return argparse.Namespace(**{**flags, "note": list(flags["note"]),
+                                 "workers": list(flags["workers"])})
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("part", choices=("beam", "trainer", "all", "render"),
-                   help="render: only rewrite the page from the JSON (with --note)")
-    run_benchmark.add_run_arguments(p, "run folders (default benchmarks/runs/scale_out[_fast])",
-                                    common.RESULTS_HELP)
-    p.add_argument("--note", action="append", default=[],
-                   help="a line about the conditions of this run, kept in the JSON and the page")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                   help="Trainer cluster sizes to compare (default: 1 2)")
-    return p.parse_args(argv)
+    return run_benchmark.parse(scale_out_command, argv)
 
 
 # ---------------------------------------------------------------------------------------------

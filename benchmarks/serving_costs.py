@@ -19,6 +19,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
+
+import click
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
@@ -27,14 +30,20 @@ from benchmarks import common, run_benchmark  # noqa: E402
 from cli import logs  # noqa: E402
 
 
+@click.command("serving_costs.py", context_settings=run_benchmark.CONTEXT_SETTINGS,
+               help=run_benchmark.description(__doc__))
+@click.option("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
+              help="folder holding cifar-10-batches-bin/ (the images timed)")
+@click.option("--output-dir", required=True, help="the benchmark run's pipeline outputs")
+@click.option("--results", required=True,
+              help="its results.json or results_untuned.json, updated in place")
+def serving_costs_command(**flags: Any) -> argparse.Namespace:
+    """The flags; main() does the work."""
+    return argparse.Namespace(**flags)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=os.path.expanduser("~/.cache/cifar10"),
-                   help="folder holding cifar-10-batches-bin/ (the images timed)")
-    p.add_argument("--output-dir", required=True, help="the benchmark run's pipeline outputs")
-    p.add_argument("--results", required=True,
-                   help="its results.json or results_untuned.json, updated in place")
-    return p.parse_args(argv)
+    return run_benchmark.parse(serving_costs_command, argv)
 
 
 def code_commit() -> str:
