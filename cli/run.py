@@ -201,6 +201,10 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
         print(f"  SavedModel (TF Serving base path {config.serving_dir}): {outcome.serving_path}")
         if outcome.tflite_path:
             print(f"  TFLite: {outcome.tflite_path}")
+    elif outcome.superseded_by:
+        print(f"Blessed, but another run pushed version {outcome.superseded_by} to "
+              f"{config.serving_dir} after this model was evaluated, so nothing was pushed: run "
+              f"the same command again to evaluate it against that version.")
     else:
         print(f"Not blessed: nothing was pushed. Evaluation: {outcome.evaluation_uri}")
     print(f"ML Metadata: {config.metadata_path}")

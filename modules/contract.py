@@ -175,6 +175,9 @@ PUSHED_TFLITE_DESTINATION_PROPERTY = "pushed_tflite_destination"
 PUSHED_MODEL_ID_PROPERTY = "pushed_model_id"
 # 1: the model was already the newest version, so nothing new was published (same paths)
 ALREADY_SERVED_PROPERTY = "already_served"
+# The version another run pushed after this model's evaluation: nothing pushed (its no-regression
+# verdict was against an older version).
+SUPERSEDED_BY_PROPERTY = "superseded_by_version"
 
 # --------------------------------------------------------------------------------------------------
 # Components, modules and the model base path: what a served SavedModel must hold (modules.export

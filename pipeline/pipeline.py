@@ -219,6 +219,7 @@ def create_pipeline(
     pusher = ServingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        baseline_model=served_model.outputs["model"],
         tflite_model=tflite_model,
         serving_dir=config.serving_dir,
         tflite_dir=config.tflite_dir if config.enable_tflite else None,

@@ -118,7 +118,10 @@ def component_rows(view: RunView) -> list[dict]:
             note = "failed: the run stopped here"
         elif node == contract.PUSHER_NODE:
             pushed = (view.io(execution)["outputs"].get("pushed_model") or [None])[0]
-            if pushed is not None and not runs.custom_value(pushed, contract.PUSHED_PROPERTY):
+            newer = runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY) if pushed else None
+            if newer:
+                note = f"pushed nothing: another run pushed version {newer} meanwhile"
+            elif pushed is not None and not runs.custom_value(pushed, contract.PUSHED_PROPERTY):
                 note = "pushed nothing: the model is not blessed"
         elif node == contract.TFLITE_CONVERTER_NODE:
             made = (view.io(execution)["outputs"].get("tflite_model") or [None])[0]
@@ -210,6 +213,10 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
     elif pushed is not None and runs.custom_value(pushed, contract.PUSHED_PROPERTY):
         outcome = (f"**Blessed and pushed** as version "
                    f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)}.")
+    elif pushed is not None and runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY):
+        outcome = (f"**Blessed, not pushed**: another run pushed version "
+                   f"{runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)} after this "
+                   "model was evaluated; run again to evaluate it against that version.")
     elif blessing is not None and not runs.custom_value(blessing, contract.BLESSED_PROPERTY):
         outcome = "**Not blessed**: nothing was pushed by this run."
     else:

@@ -38,6 +38,8 @@ class RunOutcome:
     test_accuracy: float | None
     evaluation_uri: str | None
     already_served: bool = False  # pushed: the model was already the newest version
+    # not pushed: another run pushed this version after the model was evaluated
+    superseded_by: int | None = None
 
 
 class UnknownRunError(LookupError):
@@ -250,6 +252,8 @@ def latest_outcome(metadata_path: str, run_id: str | None = None) -> RunOutcome:
         test_accuracy=metrics.evaluation_accuracy(evaluation.uri) if evaluation else None,
         evaluation_uri=evaluation.uri if evaluation else None,
         already_served=bool(pushed_value(contract.ALREADY_SERVED_PROPERTY)),
+        superseded_by=(custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)
+                       if pushed is not None else None),
     )
 
 

@@ -43,6 +43,7 @@ log = logging.getLogger("cifar10_tfx.pusher")
 
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
+BASELINE_KEY = "baseline_model"
 TFLITE_KEY = "tflite_model"
 PUSHED_MODEL_KEY = "pushed_model"
 SERVING_DIR_KEY = "serving_dir"
@@ -107,6 +108,15 @@ class Executor(base_executor.BaseExecutor):
                              "pushed.", served.version, model.uri)
                     pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
                     _record(pushed, model, served)
+                    return
+                newer = superseding_version(_first(input_dict, BASELINE_KEY), serving_dir)
+                if newer is not None:
+                    log.warning("Version %d was pushed to %s after this model was evaluated "
+                                "against the version served then; it was never compared with "
+                                "version %d, so nothing was pushed. Run the pipeline again to "
+                                "evaluate it against that version.", newer, serving_dir, newer)
+                    pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
+                    pushed.set_int_custom_property(contract.SUPERSEDED_BY_PROPERTY, newer)
                     return
                 try:
                     saved_model_path, tflite_path, version = self._push(
@@ -223,6 +233,26 @@ class Served:
 IDENTITY_FILES = (contract.SAVED_MODEL_FILE, f"{contract.SAVED_MODEL_VARIABLES}.index")
 
 
+def _same_model(model_dir: str, version_dir: str, fs: model_base.Filesystem) -> bool:
+    """Whether a version folder holds the export in `model_dir` (compared by content)."""
+    return all(model_base.same_file(os.path.join(model_dir, name), fs.join(version_dir, name))
+               for name in IDENTITY_FILES)
+
+
+def superseding_version(baseline: types.Artifact | None, serving_dir: str) -> int | None:
+    """The newest version of `serving_dir` when it is not the `baseline` the Evaluator compared
+    with (another run pushed since: with nothing served then, anything served now), else None.
+    None as well without a baseline input, or with nothing served now."""
+    if baseline is None:
+        return None
+    fs = model_base.filesystem_for(serving_dir)
+    version = model_base.served_version(serving_dir, fs)
+    if version is None or _same_model(export.serving_model_dir(baseline.uri),
+                                      fs.join(serving_dir, str(version)), fs):
+        return None
+    return version
+
+
 def served_as(model_dir: str, tflite_file: str, serving_dir: str, tflite_dir: str,
               with_card: bool = False) -> Served | None:
     """The newest version of `serving_dir` when it is this very model, else None: the same
@@ -238,8 +268,7 @@ def served_as(model_dir: str, tflite_file: str, serving_dir: str, tflite_dir: st
         if version is None:
             return None
         version_dir = fs.join(serving_dir, str(version))
-        if not all(model_base.same_file(os.path.join(model_dir, name),
-                                        fs.join(version_dir, name)) for name in IDENTITY_FILES):
+        if not _same_model(model_dir, version_dir, fs):
             return None
         tflite_path, unfinished = "", []
         if tflite_file:
@@ -282,9 +311,14 @@ def model_cards_dir(serving_dir: str) -> str:
     return model_base.filesystem_for(serving_dir).join(serving_dir, contract.MODEL_CARDS_DIR)
 
 
-def _uri(input_dict: dict[str, list[types.Artifact]], key: str) -> str | None:
+def _first(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
     artifacts = input_dict.get(key) or []
-    return artifacts[0].uri if artifacts else None
+    return artifacts[0] if artifacts else None
+
+
+def _uri(input_dict: dict[str, list[types.Artifact]], key: str) -> str | None:
+    artifact = _first(input_dict, key)
+    return artifact.uri if artifact is not None else None
 
 
 def write_card(input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any],

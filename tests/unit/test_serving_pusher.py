@@ -530,3 +530,44 @@ def test_a_partly_copied_tflite_version_is_replaced_by_a_complete_one(tmp_path):
     assert model_base.list_versions(str(serving)) == [version]
     assert contents(tflite) == {str(version): None,
                                 f"{version}/{contract.TFLITE_FILE}": b"flatbuffer"}
+
+
+def baseline_of(tmp_path: Path, served: Path | None) -> dict:
+    """ServedModelBaseline's artifact: a copy of the served version `served` (None: nothing was
+    served when the run began)."""
+    baseline = standard_artifacts.Model()
+    baseline.uri = str(tmp_path / "baseline")
+    if served is not None:
+        shutil.copytree(served, export.serving_model_dir(baseline.uri))
+    return {executor.BASELINE_KEY: [baseline]}
+
+
+@pytest.mark.parametrize("served_then", [False, True])
+def test_a_version_another_run_pushed_after_the_evaluation_stops_the_push(tmp_path, served_then):
+    """Two runs share a serving folder: the model was blessed against the version served when
+    its run began (or against nothing), and another run has pushed since. The verdict says
+    nothing about that version, so this model must not replace it."""
+    serving = tmp_path / "serving"
+    older = fake_saved_model(serving / "100")
+    baseline = baseline_of(tmp_path, older if served_then else None)
+    if not served_then:
+        shutil.rmtree(serving)
+    theirs = fake_saved_model(serving / "200")  # the other run's push, after the evaluation
+    (theirs / contract.SAVED_MODEL_FILE).write_bytes(b"the other run's graph")
+    before = contents(serving)
+
+    pushed = push(tmp_path, serving, extra_inputs=baseline)
+    assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 0
+    assert pushed.get_int_custom_property(contract.SUPERSEDED_BY_PROPERTY) == 200
+    assert contents(serving) == before
+
+
+def test_the_version_the_model_was_evaluated_against_still_newest_lets_it_push(tmp_path):
+    serving = tmp_path / "serving"
+    served = fake_saved_model(serving / "100")
+    (served / contract.SAVED_MODEL_FILE).write_bytes(b"the served graph")
+    pushed = push(tmp_path, serving, extra_inputs=baseline_of(tmp_path, served))
+    assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 1
+    assert model_base.list_versions(str(serving))[0] == 100
+    assert len(model_base.list_versions(str(serving))) == 2
+
