@@ -337,8 +337,14 @@ def next_version(bases: Sequence[str], now: int | None = None, above: int = 0) -
 
 
 def _host_tag() -> str:
-    """This machine, as 8 hex digits (a host name may hold '-', the staging name's separator)."""
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    """This machine and process-id namespace, as 8 hex digits (a host name may hold '-', the
+    staging name's separator). A process id means something only in its own namespace: two
+    containers of one pod (or with the host's network) share a host name, not their pids."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux: the host name alone
+        namespace = ""
+    return hashlib.sha1(f"{socket.gethostname()} {namespace}".encode()).hexdigest()[:8]
 
 
 def staging_name(version: int) -> str:
@@ -351,11 +357,15 @@ def staging_name(version: int) -> str:
 def _in_progress(name: str, now: float) -> bool:
     """Whether a staging folder may still be another push's copy: its process runs (on this
     machine), or (elsewhere) it started less than STAGING_STALE_SECONDS ago. An older name
-    (no start time) or one of a process gone here is an interrupted copy's leftovers."""
+    (no start time), one of a process gone here, or one of this very process (which cleans up
+    before it stages: the name is an earlier process's that had its pid, a restarted
+    container's) is an interrupted copy's leftovers."""
     parts = name.removeprefix(contract.STAGING_PREFIX).split("-")
     if len(parts) < 5 or not (parts[1].isdigit() and parts[3].isdigit()):
         return False
     if parts[2] == _host_tag():
+        if int(parts[3]) == os.getpid():
+            return False
         try:
             os.kill(int(parts[3]), 0)
         except ProcessLookupError:
@@ -517,6 +527,21 @@ def describe_error(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def _to_the_end(fs: Filesystem, path: str, tries: int = 20) -> None:
+    """Removes `path` if it is there, even when Ctrl-C lands meanwhile: a local run's guard
+    raises it again every half second until the run has caught it, and an undo cut short would
+    leave part of a push behind."""
+    for _ in range(tries):
+        try:
+            if fs.exists(path):
+                fs.remove(path)
+            return
+        except KeyboardInterrupt:
+            continue
+    if fs.exists(path):
+        fs.remove(path)
+
+
 def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: int) -> list[str]:
     """Publishes every (source folder, base path, last file) as `<base>/<version>`: all or none.
 
@@ -527,6 +552,7 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
     """
     staged: list[tuple[Filesystem, str, str, str]] = []  # (filesystem, staging, final, last)
     published: list[tuple[Filesystem, str]] = []
+    promoting: tuple[Filesystem, str, str] | None = None  # (filesystem, staging, final)
     current = ""
     try:
         for source, base, last in sources:
@@ -542,14 +568,19 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
             copy_tree(filesystem_for(source), source, fs, staging, last=last)
         for fs, staging, final, last in staged:
             current = posixpath.dirname(final.rstrip("/"))
+            promoting = (fs, staging, final)
             _promote(fs, staging, final, last)
             published.append((fs, final))
+            promoting = None
     except BaseException as error:
+        if promoting is not None and not isinstance(error, VersionTakenError):
+            fs, staging, final = promoting  # interrupted once the version was in place?
+            if fs.exists(final) and not (fs.atomic_rename and fs.exists(staging)):
+                published.append((fs, final))
         for fs, final in published:
-            fs.remove(final)
+            _to_the_end(fs, final)
         for fs, staging, _, _ in staged:
-            if fs.exists(staging):
-                fs.remove(staging)
+            _to_the_end(fs, staging)
         if isinstance(error, UnsafeEntryError):
             raise
         if isinstance(error, OSError | ModelBaseError):

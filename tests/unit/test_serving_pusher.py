@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from components.artifacts import TFLiteModel
 from components.serving_pusher import executor
 from modules import contract, export
 from serving import model_base
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def contents(root: Path) -> dict:
@@ -106,23 +109,30 @@ def test_another_push_in_progress_keeps_its_staging_and_leftovers_go(tmp_path):
     """Two runs pushing into one base path: the second removed the first one's staging folder
     mid-copy, and the first failed after its training. A staging folder stays while its process
     runs on this machine, or, from another machine, for STAGING_STALE_SECONDS after its start;
-    a crashed copy's (its process gone) goes at once."""
+    a crashed copy's (its process gone) goes at once, and so does one named with this very
+    process's pid (a restarted container's earlier process had it)."""
     serving = tmp_path / "serving"
     now, here = int(time.time()), model_base.staging_name(1).split("-")[3]
     ended = subprocess.Popen(["true"])  # a process that has ended: its pid is free
     ended.wait()
+    running = subprocess.Popen(["sleep", "60"])
 
     def staging(version: int, started: int, host: str, pid: int) -> Path:
         return serving / f"{contract.STAGING_PREFIX}{version}-{started}-{host}-{pid}-0badf00d"
 
-    kept = [staging(7, now - 7200, here, os.getpid()),  # its process runs here
+    kept = [staging(7, now - 7200, here, running.pid),  # its process runs here
             staging(8, now - 60, "0e1se7e5", 1234)]  # another machine's, recent
     removed = [staging(6, now - 60, here, ended.pid),  # crashed here
+               staging(4, now - 60, here, os.getpid()),  # this pid's earlier life
                staging(5, now - model_base.STAGING_STALE_SECONDS - 1, "0e1se7e5", 1234)]
     for folder in kept + removed:
         (folder / "variables").mkdir(parents=True)
-    push(tmp_path, serving)
-    assert [f.exists() for f in kept + removed] == [True, True, False, False]
+    try:
+        push(tmp_path, serving)
+    finally:
+        running.kill()
+        running.wait()
+    assert [f.exists() for f in kept + removed] == [True, True, False, False, False]
     name = model_base.staging_name(9).removeprefix(contract.STAGING_PREFIX).split("-")
     assert name[0] == "9" and abs(int(name[1]) - now) < 5 and name[3] == str(os.getpid())
 
@@ -571,3 +581,48 @@ def test_the_version_the_model_was_evaluated_against_still_newest_lets_it_push(t
     assert model_base.list_versions(str(serving))[0] == 100
     assert len(model_base.list_versions(str(serving))) == 2
 
+
+def test_the_host_tag_tells_process_id_namespaces_apart():
+    """Two containers of one pod share a host name but not their pids: a pid alive in one says
+    nothing about a copy of the other, which must count as another machine's."""
+    outside = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
+                              "-c", "from serving import model_base; "
+                              "print(model_base.staging_name(1).split('-')[3])"],
+                             capture_output=True, text=True, cwd=PROJECT_DIR)
+    if outside.returncode != 0:
+        pytest.skip(f"no new pid namespace here: {outside.stderr.strip()[-200:]}")
+    assert outside.stdout.strip() != model_base.staging_name(1).split("-")[3]
+
+
+def test_ctrl_c_just_after_a_rename_and_again_in_the_undo_takes_the_whole_push_back(
+        tmp_path, monkeypatch):
+    """The run's guard raises Ctrl-C again every half second: one landing after the SavedModel's
+    rename (before it was counted as published), and one in the middle of the undo, left that
+    version in place while the run said nothing was pushed."""
+    serving, tflite = tmp_path / "serving", tmp_path / "tflite"
+    source = fake_saved_model(tmp_path / "model")
+    (tmp_path / "converted").mkdir()
+    (tmp_path / "converted" / contract.TFLITE_FILE).write_bytes(b"flatbuffer")
+    rename, remove = model_base.LocalFilesystem.rename, model_base.LocalFilesystem.remove
+    interrupted: list[str] = []
+
+    def rename_then_ctrl_c(self, path: str, destination: str) -> None:
+        rename(self, path, destination)
+        if not interrupted:
+            interrupted.append(destination)
+            raise KeyboardInterrupt
+
+    def ctrl_c_in_the_undo(self, path: str) -> None:
+        if len(interrupted) == 1:
+            interrupted.append(path)
+            raise KeyboardInterrupt
+        remove(self, path)
+
+    monkeypatch.setattr(model_base.LocalFilesystem, "rename", rename_then_ctrl_c)
+    monkeypatch.setattr(model_base.LocalFilesystem, "remove", ctrl_c_in_the_undo)
+    with pytest.raises(KeyboardInterrupt):
+        model_base.publish_versions_together(
+            [(str(source), str(serving), contract.SAVED_MODEL_FILE),
+             (str(tmp_path / "converted"), str(tflite), contract.TFLITE_FILE)], 5)
+    assert interrupted[0] == str(serving / "5") and len(interrupted) == 2
+    assert os.listdir(serving) == [] and os.listdir(tflite) == []
