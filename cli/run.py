@@ -120,6 +120,16 @@ def lock_output_dir(output_dir: str) -> IO[str]:
     return handle
 
 
+def _served_version(serving_dir: str) -> int | None:
+    """The version served from the base path now; None when none is, or it cannot be read."""
+    from serving import model_base
+
+    try:
+        return model_base.served_version(serving_dir)
+    except Exception:  # noqa: BLE001 (only for a message: the push itself says what is wrong)
+        return None
+
+
 def _run_ids(metadata_path: str) -> list[str]:
     """The pipeline run ids already in the store, oldest first."""
     from reports import runs
@@ -155,6 +165,7 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
     from reports import runs
 
     earlier = set(_run_ids(config.metadata_path))
+    served_before = _served_version(config.serving_dir)
     # Beam's worker processes leave Ctrl-C to the guard, which stops them (cli/interrupted.py).
     interrupted.ignore_ctrl_c_in_beam_workers()
     dag = pipeline.create_pipeline(
@@ -177,9 +188,13 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
             interrupted.clean_up(config, earlier)
         finally:
             signal.signal(signal.SIGTERM, previous)
-        print(f"\ninterrupted: nothing was pushed by this run; run the same command again to "
-              f"resume (finished components are reused from {config.metadata_path})",
-              file=sys.stderr)
+        served_now = _served_version(config.serving_dir)
+        pushed = (f"version {served_now} appeared in {config.serving_dir} meanwhile (this "
+                  f"run's push, or another run's)" if served_now != served_before
+                  else "nothing was pushed by this run")
+        print(f"\ninterrupted: {pushed}; run the same command again to resume (finished "
+              f"components are reused from {config.metadata_path}, and a push this run began "
+              f"is completed)", file=sys.stderr)
         # 130 for Ctrl-C; 143 for SIGTERM, as a process that a SIGTERM ended reports to a shell
         return EXIT_INTERRUPTED - signal.SIGINT + (guard.signal_number or signal.SIGINT)
     except Exception as error:  # a component failed: say which and why, without the traceback

@@ -204,6 +204,10 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
     if "failed" in states.values():
         failed = next(n for n, s in states.items() if s == "failed")
         outcome = f"**Stopped**: {failed} failed; nothing was pushed by this run."
+    elif states.get(contract.PUSHER_NODE) in ("running", "new"):
+        outcome = ("**Interrupted while pushing**: the push was not recorded, and may have "
+                   "published part of a version; running the same command again completes "
+                   "it.")
     elif any(s in ("running", "new") for s in states.values()):
         outcome = "**Interrupted**: the run did not finish; nothing was pushed by this run."
     elif pushed is not None and runs.custom_value(pushed, contract.ALREADY_SERVED_PROPERTY):
