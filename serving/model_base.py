@@ -21,7 +21,9 @@ refused, and every destination must resolve inside the folder it is copied into.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -294,6 +296,24 @@ def filesystem_for(url: str) -> Filesystem:
     except tf.errors.UnimplementedError:  # "File system scheme 's3' not implemented"
         return FsspecFilesystem(url)
     return gfile
+
+
+@contextlib.contextmanager
+def locked(base: str, fs: Filesystem | None = None) -> Iterator[None]:
+    """Holds an exclusive lock on an existing local base path while the block runs, so that two
+    local pushes into it look at what is served and publish one after the other. flock on the
+    folder itself: nothing is added to it, and the kernel drops the lock with the process.
+    Object stores have no such lock: there the block runs unlocked."""
+    fs = fs or filesystem_for(base)
+    if not isinstance(fs, LocalFilesystem):
+        yield
+        return
+    descriptor = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # another push holds it for seconds at most
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def list_versions(base: str, fs: Filesystem | None = None, containing: str = "") -> list[int]:

@@ -85,50 +85,15 @@ class Executor(base_executor.BaseExecutor):
         serving_dir = exec_properties[SERVING_DIR_KEY]
         tflite_dir = exec_properties.get(TFLITE_DIR_KEY) or ""
         tflite = input_dict.get(TFLITE_KEY) or []
-        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        tflite_file = (os.path.join(tflite[0].uri, contract.TFLITE_FILE)
-                       if tflite and tflite_dir else "")
-        base_dirs = [serving_dir] + ([tflite_dir] if tflite and tflite_dir else [])
+        tflite_dir = tflite_dir if tflite else ""  # nothing converted: no .tflite to push
         card_dir = model_cards_dir(serving_dir) if input_dict.get(EVALUATION_KEY) else ""
-        created = [base for base in base_dirs + ([card_dir] if card_dir else [])
-                   if not _lexists(base)]
-        taken = 0
+        bases = [base for base in (serving_dir, tflite_dir, card_dir) if base]
+        created = [base for base in bases if not _lexists(base)]
         try:
-            for attempt in range(1, PUSH_ATTEMPTS + 1):
-                # Asked again after a lost race: the push that won may have published this
-                # very model (two runs of one cached Trainer), which must not come twice.
-                served = served_as(export.serving_model_dir(model.uri), tflite_file,
-                                   serving_dir, tflite_dir, with_card=bool(card_dir))
-                if served is not None and served.unfinished:
-                    _record(pushed, model, self._finish(input_dict, exec_properties, served,
-                                                        tflite_dir, card_dir, pushed.uri))
-                    return
-                if served is not None:
-                    log.info("Version %d already serves this model (%s); nothing new was "
-                             "pushed.", served.version, model.uri)
-                    pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
-                    _record(pushed, model, served)
-                    return
-                newer = superseding_version(_first(input_dict, BASELINE_KEY), serving_dir)
-                if newer is not None:
-                    log.warning("Version %d was pushed to %s after this model was evaluated "
-                                "against the version served then; it was never compared with "
-                                "version %d, so nothing was pushed. Run the pipeline again to "
-                                "evaluate it against that version.", newer, serving_dir, newer)
-                    pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
-                    pushed.set_int_custom_property(contract.SUPERSEDED_BY_PROPERTY, newer)
-                    return
-                try:
-                    saved_model_path, tflite_path, version = self._push(
-                        input_dict, serving_dir, tflite_dir if tflite else "", base_dirs,
-                        card_dir, pushed.uri, exec_properties, above=taken)
-                    break
-                except model_base.VersionTakenError as error:
-                    if attempt == PUSH_ATTEMPTS:
-                        raise
-                    log.warning("Version %d was published by another push meanwhile (%s); "
-                                "trying a later number", error.version, error)
-                    taken = error.version
+            _prepare([serving_dir])
+            with model_base.locked(serving_dir):  # another local run's push waits, or we wait
+                self._push_unless_done(input_dict, exec_properties, pushed, serving_dir,
+                                       tflite_dir, card_dir)
         except BaseException:
             for base in reversed(created):  # a base path this push created goes, if empty
                 try:
@@ -138,6 +103,52 @@ class Executor(base_executor.BaseExecutor):
                 except OSError:
                     log.warning("Could not remove the empty base path %s", base)
             raise
+
+    def _push_unless_done(self, input_dict: dict[str, list[types.Artifact]],
+                          exec_properties: dict[str, Any], pushed: types.Artifact,
+                          serving_dir: str, tflite_dir: str, card_dir: str) -> None:
+        """Pushes and records the push on `pushed`; or records why not: the model is already
+        served (an interrupted push's version is completed), or another run pushed after
+        this model's evaluation."""
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        tflite_file = (os.path.join(artifact_utils.get_single_uri(input_dict[TFLITE_KEY]),
+                                    contract.TFLITE_FILE) if tflite_dir else "")
+        taken = 0
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            # Asked again after a lost race: the push that won may have published this very
+            # model (two runs of one cached Trainer), which must not come twice.
+            served = served_as(export.serving_model_dir(model.uri), tflite_file, serving_dir,
+                               tflite_dir, with_card=bool(card_dir))
+            if served is not None and served.unfinished:
+                _record(pushed, model, self._finish(input_dict, exec_properties, served,
+                                                    tflite_dir, card_dir, pushed.uri))
+                return
+            if served is not None:
+                log.info("Version %d already serves this model (%s); nothing new was pushed.",
+                         served.version, model.uri)
+                pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
+                _record(pushed, model, served)
+                return
+            newer = superseding_version(_first(input_dict, BASELINE_KEY), serving_dir)
+            if newer is not None:
+                log.warning("Version %d was pushed to %s after this model was evaluated against "
+                            "the version served then; it was never compared with version %d, "
+                            "so nothing was pushed. Run the pipeline again to evaluate it "
+                            "against that version.", newer, serving_dir, newer)
+                pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
+                pushed.set_int_custom_property(contract.SUPERSEDED_BY_PROPERTY, newer)
+                return
+            try:
+                saved_model_path, tflite_path, version = self._push(
+                    input_dict, serving_dir, tflite_dir, card_dir, pushed.uri, exec_properties,
+                    above=taken)
+                break
+            except model_base.VersionTakenError as error:
+                if attempt == PUSH_ATTEMPTS:
+                    raise
+                log.warning("Version %d was published by another push meanwhile (%s); trying "
+                            "a later number", error.version, error)
+                taken = error.version
         card = (model_base.filesystem_for(card_dir).join(card_dir, str(version),
                                                          contract.MODEL_CARD_MARKDOWN)
                 if card_dir else "")
@@ -145,20 +156,20 @@ class Executor(base_executor.BaseExecutor):
 
     @staticmethod
     def _push(input_dict: dict[str, list[types.Artifact]], serving_dir: str, tflite_dir: str,
-              base_dirs: list[str], card_dir: str, pushed_uri: str,
-              exec_properties: dict[str, Any], above: int = 0) -> tuple[str, str, int]:
+              card_dir: str, pushed_uri: str, exec_properties: dict[str, Any],
+              above: int = 0) -> tuple[str, str, int]:
         """(SavedModel path, .tflite path or "", version above `above`): all published (with
         the model card when card_dir is set), or none (VersionTakenError: another push
         published that number first)."""
-        _prepare(base_dirs + ([card_dir] if card_dir else []))
+        bases = [base for base in (serving_dir, tflite_dir, card_dir) if base]
+        _prepare(bases)
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         # All or none: the SavedModel, its .tflite and the card are staged, then published together.
         sources = [(export.serving_model_dir(model.uri), serving_dir, contract.SAVED_MODEL_FILE)]
         if tflite_dir:
             sources.append((artifact_utils.get_single_uri(input_dict[TFLITE_KEY]), tflite_dir,
                             contract.TFLITE_FILE))
-        version = model_base.next_version(base_dirs + ([card_dir] if card_dir else []),
-                                          above=above)
+        version = model_base.next_version(bases, above=above)
         if card_dir:  # the card names the version
             fs = model_base.filesystem_for(serving_dir)
             paths = [fs.join(serving_dir, str(version))]

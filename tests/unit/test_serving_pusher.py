@@ -626,3 +626,34 @@ def test_ctrl_c_just_after_a_rename_and_again_in_the_undo_takes_the_whole_push_b
              (str(tmp_path / "converted"), str(tflite), contract.TFLITE_FILE)], 5)
     assert interrupted[0] == str(serving / "5") and len(interrupted) == 2
     assert os.listdir(serving) == [] and os.listdir(tflite) == []
+
+
+def test_two_local_runs_pushing_at_once_take_turns(tmp_path, monkeypatch):
+    """Both evaluated with nothing served. The first holds the serving folder's lock while it
+    copies (slowly here); the second waits, then finds the first one's version, against which
+    its model was never compared, and pushes nothing."""
+    serving = tmp_path / "serving"
+    copy_tree = model_base.copy_tree
+    copying = multiprocessing.get_context("fork").Event()
+
+    def slow_copy(*args, **kwargs):
+        copying.set()
+        time.sleep(1.5)
+        return copy_tree(*args, **kwargs)
+
+    monkeypatch.setattr(model_base, "copy_tree", slow_copy)
+    first = multiprocessing.get_context("fork").Process(
+        target=push, args=(tmp_path / "first", serving), kwargs={
+            "extra_inputs": baseline_of(tmp_path / "first", None)})
+    first.start()
+    assert copying.wait(30)
+    monkeypatch.undo()
+    other = fake_saved_model(Path(export.serving_model_dir(str(tmp_path / "second" / "model"))))
+    (other / contract.SAVED_MODEL_FILE).write_bytes(b"the second run's graph")
+    second = push(tmp_path / "second", serving,
+                  extra_inputs=baseline_of(tmp_path / "second", None))
+    first.join(30)
+    assert first.exitcode == 0
+    (version,) = model_base.list_versions(str(serving))
+    assert second.get_int_custom_property(contract.PUSHED_PROPERTY) == 0
+    assert second.get_int_custom_property(contract.SUPERSEDED_BY_PROPERTY) == version
