@@ -131,10 +131,10 @@ class Executor(base_executor.BaseExecutor):
                 return
             newer = superseding_version(_first(input_dict, BASELINE_KEY), serving_dir)
             if newer is not None:
-                log.warning("Version %d was pushed to %s after this model was evaluated against "
-                            "the version served then; it was never compared with version %d, "
-                            "so nothing was pushed. Run the pipeline again to evaluate it "
-                            "against that version.", newer, serving_dir, newer)
+                log.warning("Version %d was pushed to %s by another run after this model was "
+                            "evaluated; it was never compared with version %d, so nothing was "
+                            "pushed. Run the pipeline again to evaluate it against that "
+                            "version.", newer, serving_dir, newer)
                 pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
                 pushed.set_int_custom_property(contract.SUPERSEDED_BY_PROPERTY, newer)
                 return
