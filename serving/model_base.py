@@ -367,25 +367,32 @@ def _host_tag() -> str:
     return hashlib.sha1(f"{socket.gethostname()} {namespace}".encode()).hexdigest()[:8]
 
 
+# The staging folder names this process has made (each unique): with this process's pid, any
+# other name is an earlier process's that had the same pid (a restarted container's).
+_OWN_STAGING_NAMES: set[str] = set()
+
+
 def staging_name(version: int) -> str:
     """`.incoming-<version>-<start, Unix seconds>-<host>-<pid>-<random>`: a copy in progress,
     since when, and by which process of which machine."""
-    return (f"{contract.STAGING_PREFIX}{version}-{int(time.time())}-{_host_tag()}-"
+    name = (f"{contract.STAGING_PREFIX}{version}-{int(time.time())}-{_host_tag()}-"
             f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _OWN_STAGING_NAMES.add(name)
+    return name
 
 
 def _in_progress(name: str, now: float) -> bool:
     """Whether a staging folder may still be another push's copy: its process runs (on this
     machine), or (elsewhere) it started less than STAGING_STALE_SECONDS ago. An older name
-    (no start time), one of a process gone here, or one of this very process (which cleans up
-    before it stages: the name is an earlier process's that had its pid, a restarted
-    container's) is an interrupted copy's leftovers."""
+    (no start time), one of a process gone here, or one with this process's pid that this
+    process did not make (an earlier process's that had the pid: a restarted container's) is an
+    interrupted copy's leftovers."""
     parts = name.removeprefix(contract.STAGING_PREFIX).split("-")
     if len(parts) < 5 or not (parts[1].isdigit() and parts[3].isdigit()):
         return False
     if parts[2] == _host_tag():
         if int(parts[3]) == os.getpid():
-            return False
+            return name in _OWN_STAGING_NAMES
         try:
             os.kill(int(parts[3]), 0)
         except ProcessLookupError:
@@ -394,6 +401,16 @@ def _in_progress(name: str, now: float) -> bool:
             pass
         return True
     return now - int(parts[1]) < STAGING_STALE_SECONDS
+
+
+def version_in_progress(base: str, version: int, fs: Filesystem | None = None) -> bool:
+    """Whether another push is copying `version` into `base` right now (its staging folder)."""
+    fs = fs or filesystem_for(base)
+    if not fs.isdir(base):
+        return False
+    now = time.time()
+    return any(name.startswith(f"{contract.STAGING_PREFIX}{version}-")
+               and _in_progress(name, now) for name in fs.listdir(base))
 
 
 def remove_stale_staging(base: str, fs: Filesystem | None = None,
@@ -467,7 +484,8 @@ def copy_tree(source_fs: Filesystem, source: str, destination_fs: Filesystem, de
     return sum(entry.kind == FILE for entry, _ in plan)
 
 
-def _promote(fs: Filesystem, staging: str, final: str, last: str) -> None:
+def _promote(fs: Filesystem, staging: str, final: str, last: str,
+             claimed: list[str] | None = None) -> None:
     """A complete staging folder becomes the version: renamed where that is atomic; elsewhere
     copied with `last` written at the very end (a server sees no saved_model.pb before the
     variables), then the staging folder removed.
@@ -475,6 +493,7 @@ def _promote(fs: Filesystem, staging: str, final: str, last: str) -> None:
     VersionTakenError when the version appeared since the caller looked: the rename finds it
     (atomically), or, on an object store, it is there just before the copy. There, two pushes
     whose copies overlap in time can still mix; the check only narrows that window to the copy.
+    `claimed` gets `final` as soon as it is this call's to create (so an undo knows it).
     """
     version = int(posixpath.basename(final.rstrip("/")))
     if fs.atomic_rename:
@@ -487,6 +506,8 @@ def _promote(fs: Filesystem, staging: str, final: str, last: str) -> None:
         return
     if fs.exists(final):
         raise VersionTakenError(f"{final} appeared meanwhile", version)
+    if claimed is not None:
+        claimed.append(final)
     try:
         copy_tree(fs, staging, fs, final, last=last)
     except BaseException:
@@ -523,15 +544,27 @@ def publish_version(source: str, base: str, version: int, last: str = "",
             try:
                 _promote(base_fs, staging, final, last)
             except BaseException:
-                base_fs.rename(replaced, final)  # put the previous copy back
+                _to_the_end(lambda: _put_back(base_fs, replaced, final))
                 raise
             base_fs.remove(replaced)
         else:
             _promote(base_fs, staging, final, last)
     finally:
-        if base_fs.exists(staging):
-            base_fs.remove(staging)
+        _to_the_end(lambda: _remove_if_there(base_fs, staging))
     return final
+
+
+def _put_back(fs: Filesystem, replaced: str, final: str) -> None:
+    """The previous copy of a version back in place, if a failed swap took it away."""
+    if fs.exists(replaced):
+        if fs.exists(final):
+            fs.remove(final)
+        fs.rename(replaced, final)
+
+
+def _remove_if_there(fs: Filesystem, path: str) -> None:
+    if fs.exists(path):
+        fs.remove(path)
 
 
 def first_line(error: BaseException) -> str:
@@ -547,19 +580,17 @@ def describe_error(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _to_the_end(fs: Filesystem, path: str, tries: int = 20) -> None:
-    """Removes `path` if it is there, even when Ctrl-C lands meanwhile: a local run's guard
-    raises it again every half second until the run has caught it, and an undo cut short would
-    leave part of a push behind."""
+def _to_the_end(undo: Callable[[], None], tries: int = 20) -> None:
+    """Runs an undo (which must be safe to run again) to its end, even when Ctrl-C lands
+    meanwhile: a local run's guard raises it again every half second until the run has caught
+    it, and an undo cut short would leave part of a push behind."""
     for _ in range(tries):
         try:
-            if fs.exists(path):
-                fs.remove(path)
+            undo()
             return
         except KeyboardInterrupt:
             continue
-    if fs.exists(path):
-        fs.remove(path)
+    undo()
 
 
 def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: int) -> list[str]:
@@ -573,6 +604,7 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
     staged: list[tuple[Filesystem, str, str, str]] = []  # (filesystem, staging, final, last)
     published: list[tuple[Filesystem, str]] = []
     promoting: tuple[Filesystem, str, str] | None = None  # (filesystem, staging, final)
+    claimed: list[str] = []  # versions this call began to create (on object stores: to copy)
     current = ""
     try:
         for source, base, last in sources:
@@ -589,18 +621,22 @@ def publish_versions_together(sources: Sequence[tuple[str, str, str]], version: 
         for fs, staging, final, last in staged:
             current = posixpath.dirname(final.rstrip("/"))
             promoting = (fs, staging, final)
-            _promote(fs, staging, final, last)
+            _promote(fs, staging, final, last, claimed)
             published.append((fs, final))
             promoting = None
     except BaseException as error:
-        if promoting is not None and not isinstance(error, VersionTakenError):
-            fs, staging, final = promoting  # interrupted once the version was in place?
-            if fs.exists(final) and not (fs.atomic_rename and fs.exists(staging)):
-                published.append((fs, final))
-        for fs, final in published:
-            _to_the_end(fs, final)
-        for fs, staging, _, _ in staged:
-            _to_the_end(fs, staging)
+        def undo() -> None:
+            if promoting is not None:  # interrupted once the version was in place?
+                fs, staging, final = promoting
+                renamed = fs.atomic_rename and fs.exists(final) and not fs.exists(staging)
+                if renamed or final in claimed:
+                    published.append((fs, final))
+            for fs, final in published:
+                _remove_if_there(fs, final)
+            for fs, staging, _, _ in staged:
+                _remove_if_there(fs, staging)
+
+        _to_the_end(undo)
         if isinstance(error, UnsafeEntryError):
             raise
         if isinstance(error, OSError | ModelBaseError):

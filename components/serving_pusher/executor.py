@@ -55,7 +55,10 @@ HYPERPARAMETERS_KEY = "hyperparameters"
 HYPERPARAMETERS_SOURCE_KEY = "hyperparameters_source"
 CARD_STAGING_DIR = "model_card"  # in the PushedModel artifact: the card, written before publishing
 PUSHED_MARKER_FILE = "PUSHED"  # in the PushedModel artifact: the path of the pushed SavedModel
-# Version numbers tried when another push publishes the same one first (both began in one second).
+# Version numbers tried when another push publishes the same one first (both began in one second):
+# with the Evaluator's baseline connected, the next try finds that version served and stops,
+# unless it is this very model; without it (or while an object store's copy is incomplete),
+# a later number is tried.
 PUSH_ATTEMPTS = 3
 # The parts of a version beside its SavedModel that an interrupted push can leave out.
 TFLITE_PART, CARD_PART = "TFLite model", "model card"
@@ -131,10 +134,11 @@ class Executor(base_executor.BaseExecutor):
                 return
             newer = superseding_version(_first(input_dict, BASELINE_KEY), serving_dir)
             if newer is not None:
-                log.warning("Version %d was pushed to %s by another run after this model was "
-                            "evaluated; it was never compared with version %d, so nothing was "
-                            "pushed. Run the pipeline again to evaluate it against that "
-                            "version.", newer, serving_dir, newer)
+                log.warning("Version %d is served from %s now, not the version this run took "
+                            "as its baseline (another run pushed since); this model was never "
+                            "compared with version %d, so nothing was pushed. Run the pipeline "
+                            "again to evaluate it against that version.", newer, serving_dir,
+                            newer)
                 pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
                 pushed.set_int_custom_property(contract.SUPERSEDED_BY_PROPERTY, newer)
                 return
@@ -146,8 +150,8 @@ class Executor(base_executor.BaseExecutor):
             except model_base.VersionTakenError as error:
                 if attempt == PUSH_ATTEMPTS:
                     raise
-                log.warning("Version %d was published by another push meanwhile (%s); trying "
-                            "a later number", error.version, error)
+                log.warning("Version %d was published by another push meanwhile (%s)",
+                            error.version, error)
                 taken = error.version
         card = (model_base.filesystem_for(card_dir).join(card_dir, str(version),
                                                          contract.MODEL_CARD_MARKDOWN)
@@ -188,8 +192,8 @@ class Executor(base_executor.BaseExecutor):
                 served: Served, tflite_dir: str, card_dir: str, pushed_uri: str) -> Served:
         """Completes a version an interrupted push left with its SavedModel only: publishes the
         .tflite and card it lacks under the same number (each replacing a partial folder)."""
-        log.warning("Version %d already serves this model, but an interrupted push left it "
-                    "without its %s; completing it.", served.version,
+        log.warning("Version %d already serves this model, but without its %s (an "
+                    "interrupted push, or one without them); completing it.", served.version,
                     " and ".join(served.unfinished))
         bases = {TFLITE_PART: tflite_dir, CARD_PART: card_dir}
         _prepare([bases[part] for part in served.unfinished])
@@ -199,7 +203,8 @@ class Executor(base_executor.BaseExecutor):
                                        replace=True)
             log.info("Pushed the TFLite model to %s", served.tflite_path)
         if CARD_PART in served.unfinished:
-            paths = [served.saved_model_path] + ([served.tflite_path] if tflite_dir else [])
+            paths = [served.saved_model_path] + ([served.tflite_path] if served.tflite_path
+                                                 else [])
             staged = _staged_card(input_dict, exec_properties, served.version, paths, pushed_uri)
             model_base.publish_version(staged, card_dir, served.version,
                                        last=contract.MODEL_CARD_MARKDOWN, replace=True)
@@ -257,10 +262,15 @@ def superseding_version(baseline: types.Artifact | None, serving_dir: str) -> in
     if baseline is None:
         return None
     fs = model_base.filesystem_for(serving_dir)
-    version = model_base.served_version(serving_dir, fs)
-    if version is None or _same_model(export.serving_model_dir(baseline.uri),
-                                      fs.join(serving_dir, str(version)), fs):
-        return None
+    try:
+        version = model_base.served_version(serving_dir, fs)
+        if version is None or _same_model(export.serving_model_dir(baseline.uri),
+                                          fs.join(serving_dir, str(version)), fs):
+            return None
+    except OSError as error:
+        raise model_base.ModelBaseError(
+            f"{serving_dir}: cannot read which version is served "
+            f"({model_base.describe_error(error)}); nothing was pushed") from error
     return version
 
 
@@ -272,7 +282,8 @@ def served_as(model_dir: str, tflite_file: str, serving_dir: str, tflite_dir: st
     folders from 1 again, so one path can name two models.
 
     A .tflite (or, `with_card`, a model card) that the version lacks, its folder absent or
-    without the file written last, is listed in `unfinished`: an interrupted push's."""
+    without the file written last, is listed in `unfinished`: an interrupted push's, unless
+    another push is copying it right now (the same model, pushed by two runs at once)."""
     fs = model_base.filesystem_for(serving_dir)
     try:
         version = model_base.served_version(serving_dir, fs)
@@ -287,12 +298,14 @@ def served_as(model_dir: str, tflite_file: str, serving_dir: str, tflite_dir: st
             tflite_path = tflite_fs.join(tflite_dir, str(version))
             served_tflite = tflite_fs.join(tflite_path, contract.TFLITE_FILE)
             if not tflite_fs.exists(served_tflite):
-                unfinished.append(TFLITE_PART)
+                if not model_base.version_in_progress(tflite_dir, version, tflite_fs):
+                    unfinished.append(TFLITE_PART)  # else another push is publishing it now
             elif not model_base.same_file(tflite_file, served_tflite):
                 return None
         card = fs.join(model_cards_dir(serving_dir), str(version), contract.MODEL_CARD_MARKDOWN)
         if not fs.exists(card):
-            if with_card:
+            if with_card and not model_base.version_in_progress(model_cards_dir(serving_dir),
+                                                                version, fs):
                 unfinished.append(CARD_PART)
             else:
                 card = ""

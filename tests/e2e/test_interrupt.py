@@ -71,8 +71,7 @@ def _assert_one_line(run: subprocess.Popen, log: Path, output_dir: Path,
     assert run.returncode == 128 + stop, stderr[-4000:]  # 130 for SIGINT, 143 for SIGTERM
     assert own == [f"interrupted: nothing was pushed by this run; run the same command again to "
                    f"resume (finished components are reused from "
-                   f"{output_dir / contract.METADATA_FILE}, and a push this run began is "
-                   f"completed)"], stderr[-4000:]
+                   f"{output_dir / contract.METADATA_FILE})"], stderr[-4000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-4000:]
     return stderr
 

@@ -160,9 +160,12 @@ def test_edges(compiled):
     assert baseline["taskOutputArtifact"]["producerTask"] == BASELINE
     pusher = _upstream(tasks["Pusher"])
     converter = _tflite_task(compiled["job"])
-    # the model card of each pushed version reads the statistics and the hyperparameters too
-    assert pusher == {"Trainer", "Evaluator", "StatisticsGen", "Tuner"} | (
+    # the model card of each pushed version reads the statistics and the hyperparameters too;
+    # the baseline: nothing is pushed if another run pushed since it was taken
+    assert pusher == {"Trainer", "Evaluator", "StatisticsGen", "Tuner", BASELINE} | (
         {converter} if converter else set())
+    baseline = tasks["Pusher"]["inputs"]["artifacts"]["baseline_model"]
+    assert baseline["taskOutputArtifact"]["producerTask"] == BASELINE
     if converter:
         assert {"Trainer", "Evaluator"} <= _upstream(tasks[converter])
 

@@ -497,10 +497,10 @@ def test_a_push_killed_between_its_renames_is_completed_under_the_same_version(
     serving, tflite = tmp_path / "serving", tmp_path / "tflite"
     promote = model_base._promote
 
-    def killed_before_promoting(fs, staging, final, last):
+    def killed_before_promoting(fs, staging, final, *args):
         if Path(final).parent.name == killed_before:
             os.kill(os.getpid(), signal.SIGKILL)
-        promote(fs, staging, final, last)
+        promote(fs, staging, final, *args)
 
     monkeypatch.setattr(model_base, "_promote", killed_before_promoting)
     killed = multiprocessing.get_context("fork").Process(
@@ -657,3 +657,31 @@ def test_two_local_runs_pushing_at_once_take_turns(tmp_path, monkeypatch):
     (version,) = model_base.list_versions(str(serving))
     assert second.get_int_custom_property(contract.PUSHED_PROPERTY) == 0
     assert second.get_int_custom_property(contract.SUPERSEDED_BY_PROPERTY) == version
+
+
+def test_on_an_object_store_ctrl_c_before_the_copy_leaves_another_pushs_version_alone(tmp_path):
+    """Ctrl-C lands as the Pusher looks for the version just before copying into it, after
+    another push published that number: the undo removes what this push made, never theirs."""
+    source = fake_saved_model(tmp_path / "source")
+    base = tmp_path / "base"
+    looks: list[str] = []
+
+    class ObjectStoreLike(model_base.LocalFilesystem):
+        atomic_rename = False
+
+        def exists(self, path: str) -> bool:
+            if path == str(base / "5"):
+                looks.append(path)
+                if len(looks) == 2:  # the look just before the copy
+                    fake_saved_model(base / "5")
+                    (base / "5" / contract.SAVED_MODEL_FILE).write_bytes(b"theirs")
+                    raise KeyboardInterrupt
+            return super().exists(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_base, "filesystem_for", lambda url: ObjectStoreLike())
+        with pytest.raises(KeyboardInterrupt):
+            model_base.publish_versions_together(
+                [(str(source), str(base), contract.SAVED_MODEL_FILE)], 5)
+    assert os.listdir(base) == ["5"]  # theirs, and no staging folder
+    assert (base / "5" / contract.SAVED_MODEL_FILE).read_bytes() == b"theirs"
