@@ -106,17 +106,20 @@ class _OwnLinesOnly(logging.Filter):
         super().__init__()
         self._pressed = pressed
         self._closed = False
-        self._quiet_threads: set[int] = set()  # idents of the threads the stopped run left
+        # The threads the stopped run left (the Thread objects: an ident is reused once its
+        # thread ends), held weakly: once they are gone, nothing is held back any more.
+        self._quiet_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     def keep_quiet(self, threads: Collection[threading.Thread]) -> None:
         """From now on, only `threads` are held back (the guard has closed)."""
-        self._quiet_threads = {thread.ident for thread in threads if thread.ident is not None}
+        self._quiet_threads = weakref.WeakSet(threads)
         self._closed = True
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._pressed.is_set() or record.name.startswith(logs.PROJECT_LOGGER):
             return True
-        return self._closed and record.thread not in self._quiet_threads
+        # Called in the thread that logs.
+        return self._closed and threading.current_thread() not in self._quiet_threads
 
 
 def _quiet_for(threads: Collection[threading.Thread],
@@ -180,10 +183,12 @@ class InterruptGuard:
         if self.signal_number is None:
             self.signal_number = signum
             # The workers first: unwinding, Beam closes the servers they talk to, and a worker
-            # still there prints its broken connections (gRPC's "Cancelling all calls").
+            # still there prints its broken connections (gRPC's "Cancelling all calls"). This
+            # blocks the main thread until they have ended (the watcher, woken by the event,
+            # may be stopping the same workers: either way they end before Beam unwinds).
             self._pressed.set()
             _stop_beam_workers_quietly()
-        self._pressed.set()
+        self._pressed.set()  # a simulated re-raise, or a second signal
         raise KeyboardInterrupt
 
     def _watch(self) -> None:

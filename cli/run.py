@@ -120,14 +120,18 @@ def lock_output_dir(output_dir: str) -> IO[str]:
     return handle
 
 
-def _served_version(serving_dir: str) -> int | None:
-    """The version served from the base path now; None when none is, or it cannot be read."""
+UNREADABLE = -1  # _served_version of a base path it cannot read
+
+
+def _served_version(serving_dir: str) -> int:
+    """The version served from the base path now: 0 when none is, UNREADABLE when it cannot be
+    read (only for a message: the push itself says what is wrong)."""
     from serving import model_base
 
     try:
-        return model_base.served_version(serving_dir)
-    except Exception:  # noqa: BLE001 (only for a message: the push itself says what is wrong)
-        return None
+        return model_base.served_version(serving_dir) or 0
+    except Exception:  # noqa: BLE001
+        return UNREADABLE
 
 
 def _run_ids(metadata_path: str) -> list[str]:
@@ -171,33 +175,36 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
     dag = pipeline.create_pipeline(
         config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
     guard = interrupted.InterruptGuard()
+    nodes: list[str] = []  # the DAG's, recorded with the run (outside the guard, as it ends)
     try:
         with guard:
             # run_with_ir: the served-model baseline must not come from the cache
             ir = baselines.local_ir(dag)
-            try:
-                tfx.orchestration.LocalDagRunner().run_with_ir(ir)
-            finally:
-                _record_dag(config.metadata_path, earlier,
-                            [node.pipeline_node.node_info.id for node in ir.nodes])
+            nodes = [node.pipeline_node.node_info.id for node in ir.nodes]
+            tfx.orchestration.LocalDagRunner().run_with_ir(ir)
     except KeyboardInterrupt:
         guard.caught()
         # A supervisor's second SIGTERM must not cut the cleanup of the store short.
         previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
+            _record_dag(config.metadata_path, earlier, nodes)
             interrupted.clean_up(config, earlier)
         finally:
             signal.signal(signal.SIGTERM, previous)
         served_now = _served_version(config.serving_dir)
-        pushed = (f"version {served_now} appeared in {config.serving_dir} meanwhile (this "
-                  f"run's push, or another run's)" if served_now != served_before
-                  else "nothing was pushed by this run")
-        print(f"\ninterrupted: {pushed}; run the same command again to resume (finished "
-              f"components are reused from {config.metadata_path}, and a push this run began "
-              f"is completed)", file=sys.stderr)
+        if served_before != UNREADABLE and served_now > max(served_before, 0):
+            print(f"\ninterrupted: version {served_now} appeared in {config.serving_dir} "
+                  f"meanwhile (this run's push, or another run's); run the same command again "
+                  f"to resume (finished components are reused from {config.metadata_path}, "
+                  f"and a push of this run's model is completed)", file=sys.stderr)
+        else:
+            print(f"\ninterrupted: nothing was pushed by this run; run the same command again "
+                  f"to resume (finished components are reused from {config.metadata_path})",
+                  file=sys.stderr)
         # 130 for Ctrl-C; 143 for SIGTERM, as a process that a SIGTERM ended reports to a shell
         return EXIT_INTERRUPTED - signal.SIGINT + (guard.signal_number or signal.SIGINT)
     except Exception as error:  # a component failed: say which and why, without the traceback
+        _record_dag(config.metadata_path, earlier, nodes)
         if verbose:
             traceback.print_exc()
         print(f"\nerror: the pipeline stopped: {error}", file=sys.stderr)
@@ -205,6 +212,7 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
               file=sys.stderr)
         return 1
     # This run's own verdict: a store can hold other runs (and other runs' newer artifacts).
+    _record_dag(config.metadata_path, earlier, nodes)
     ours = [run_id for run_id in _run_ids(config.metadata_path) if run_id not in earlier]
     outcome = runs.latest_outcome(config.metadata_path, run_id=ours[-1] if ours else None)
     accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.2%}"
@@ -217,9 +225,10 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
         if outcome.tflite_path:
             print(f"  TFLite: {outcome.tflite_path}")
     elif outcome.superseded_by:
-        print(f"Blessed, but another run pushed version {outcome.superseded_by} to "
-              f"{config.serving_dir} after this model was evaluated, so nothing was pushed: run "
-              f"the same command again to evaluate it against that version.")
+        print(f"Blessed, but {config.serving_dir} serves version {outcome.superseded_by} now, "
+              f"not the version this run took as its baseline (another run pushed since), so "
+              f"nothing was pushed: run the same command again to evaluate it against that "
+              f"version.")
     else:
         print(f"Not blessed: nothing was pushed. Evaluation: {outcome.evaluation_uri}")
     print(f"ML Metadata: {config.metadata_path}")

@@ -95,6 +95,11 @@ def _sanitize(run_id: str) -> str:
 RunView = runs.RunView
 
 
+# An execution the run never finished: killed (running, new), or stopped by Ctrl-C (canceled by
+# cli/interrupted.py's clean-up).
+UNFINISHED_STATES = ("running", "new", "canceled")
+
+
 def component_rows(view: RunView) -> list[dict]:
     """Each component of the run: state, wall time, start, and a note (cache hit, interruption)."""
     rows = []
@@ -111,7 +116,7 @@ def component_rows(view: RunView) -> list[dict]:
                         - origin.create_time_since_epoch) / 1000.0
                 note = (f"reused the outputs of execution #{origin.id} "
                         f"({_clock(origin.create_time_since_epoch)}, took {_seconds(took)})")
-        elif state in ("running", "new"):
+        elif state in UNFINISHED_STATES:
             note = "never finished: the run was interrupted"
             seconds = None
         elif state == "failed":
@@ -120,7 +125,7 @@ def component_rows(view: RunView) -> list[dict]:
             pushed = (view.io(execution)["outputs"].get("pushed_model") or [None])[0]
             newer = runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY) if pushed else None
             if newer:
-                note = f"pushed nothing: another run pushed version {newer} meanwhile"
+                note = f"pushed nothing: version {newer} was pushed since the baseline was taken"
             elif pushed is not None and not runs.custom_value(pushed, contract.PUSHED_PROPERTY):
                 note = "pushed nothing: the model is not blessed"
         elif node == contract.TFLITE_CONVERTER_NODE:
@@ -204,11 +209,11 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
     if "failed" in states.values():
         failed = next(n for n, s in states.items() if s == "failed")
         outcome = f"**Stopped**: {failed} failed; nothing was pushed by this run."
-    elif states.get(contract.PUSHER_NODE) in ("running", "new"):
+    elif states.get(contract.PUSHER_NODE) in UNFINISHED_STATES:
         outcome = ("**Interrupted while pushing**: the push was not recorded, and may have "
                    "published part of a version; running the same command again completes "
                    "it.")
-    elif any(s in ("running", "new") for s in states.values()):
+    elif any(s in UNFINISHED_STATES for s in states.values()):
         outcome = "**Interrupted**: the run did not finish; nothing was pushed by this run."
     elif pushed is not None and runs.custom_value(pushed, contract.ALREADY_SERVED_PROPERTY):
         outcome = (f"**Blessed**; version "
@@ -218,9 +223,10 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
         outcome = (f"**Blessed and pushed** as version "
                    f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)}.")
     elif pushed is not None and runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY):
-        outcome = (f"**Blessed, not pushed**: another run pushed version "
-                   f"{runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)} after this "
-                   "model was evaluated; run again to evaluate it against that version.")
+        outcome = (f"**Blessed, not pushed**: version "
+                   f"{runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)} was served "
+                   "by then, not the baseline this run compared with (another run pushed "
+                   "since); run again to evaluate against that version.")
     elif blessing is not None and not runs.custom_value(blessing, contract.BLESSED_PROPERTY):
         outcome = "**Not blessed**: nothing was pushed by this run."
     else:

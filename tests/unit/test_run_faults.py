@@ -274,6 +274,35 @@ def test_the_report_lists_the_runs_own_dag_not_older_nodes(tmp_path):
     assert not_run() == ["Pusher"]
 
 
+def test_a_run_stopped_inside_the_pusher_is_reported_as_such(tmp_path):
+    """Ctrl-C marks the unfinished executions canceled (cli/interrupted.py): a run stopped in
+    the Pusher may have published part of a version, which the report must not deny."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from reports import document, run_report, runs
+
+    path = tmp_path / contract.METADATA_FILE
+    store, run_type = _store_with_run_type(path)
+    node_type = store.put_context_type(pb.ContextType(name=runs.NODE_CONTEXT))
+    [run_context] = store.put_contexts([pb.Context(type_id=run_type, name="run-a")])
+    run = store.get_contexts_by_id([run_context])[0]
+    for node, state in ((contract.EVALUATOR_NODE, pb.Execution.COMPLETE),
+                        (contract.PUSHER_NODE, pb.Execution.CANCELED)):
+        [node_context] = store.put_contexts([pb.Context(type_id=node_type,
+                                                        name=f"cifar10.{node}")])
+        execution_type = store.put_execution_type(pb.ExecutionType(name=node))
+        store.put_execution(pb.Execution(type_id=execution_type, last_known_state=state), [],
+                            [run, store.get_contexts_by_id([node_context])[0]])
+    del store
+    view = runs.RunView(runs.open_store(str(path)), "run-a")
+    rows = run_report.component_rows(view)
+    assert [row["note"] for row in rows if row["node"] == contract.PUSHER_NODE] == \
+        ["never finished: the run was interrupted"]
+    doc = document.Document()
+    run_report.section_summary(doc, view, rows, str(path))
+    assert "**Interrupted while pushing**" in document.to_markdown(doc)
+
+
 def test_report_to_a_folder_the_kernel_refuses_is_one_line(tmp_path, capsys):
     """/proc passes the up-front check for root (access() says writable); os.makedirs then
     fails, and the line says what could not be done, not only the errno."""
