@@ -303,14 +303,19 @@ def locked(base: str, fs: Filesystem | None = None) -> Iterator[None]:
     """Holds an exclusive lock on an existing local base path while the block runs, so that two
     local pushes into it look at what is served and publish one after the other. flock on the
     folder itself: nothing is added to it, and the kernel drops the lock with the process.
-    Object stores have no such lock: there the block runs unlocked."""
+    Object stores have no such lock, and some network filesystems refuse it on a folder (NFS
+    turns flock into a write lock): there the block runs unlocked, which the log says."""
     fs = fs or filesystem_for(base)
     if not isinstance(fs, LocalFilesystem):
         yield
         return
     descriptor = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)  # another push holds it for seconds at most
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # another push holds it for seconds at most
+        except OSError as error:
+            log.warning("Cannot lock %s (%s): pushes into it from two runs at once are not "
+                        "taken in turn", base, describe_error(error))
         yield
     finally:
         os.close(descriptor)

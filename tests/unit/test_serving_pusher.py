@@ -685,3 +685,18 @@ def test_on_an_object_store_ctrl_c_before_the_copy_leaves_another_pushs_version_
                 [(str(source), str(base), contract.SAVED_MODEL_FILE)], 5)
     assert os.listdir(base) == ["5"]  # theirs, and no staging folder
     assert (base / "5" / contract.SAVED_MODEL_FILE).read_bytes() == b"theirs"
+
+
+def test_a_folder_that_refuses_the_lock_is_pushed_into_unlocked(tmp_path, monkeypatch, caplog):
+    """NFS turns flock into a write lock, which a folder opened read-only cannot take: the push
+    goes on, and the log says pushes are not taken in turn there."""
+    import errno
+    import fcntl
+
+    def refused(descriptor, operation):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    pushed = push(tmp_path, tmp_path / "serving")
+    assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 1
+    assert "not taken in turn" in caplog.text
