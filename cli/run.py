@@ -192,15 +192,12 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
         finally:
             signal.signal(signal.SIGTERM, previous)
         served_now = _served_version(config.serving_dir)
-        if served_before != UNREADABLE and served_now > max(served_before, 0):
-            print(f"\ninterrupted: version {served_now} appeared in {config.serving_dir} "
-                  f"meanwhile (this run's push, or another run's); run the same command again "
-                  f"to resume (finished components are reused from {config.metadata_path}, "
-                  f"and a push of this run's model is completed)", file=sys.stderr)
-        else:
-            print(f"\ninterrupted: nothing was pushed by this run; run the same command again "
-                  f"to resume (finished components are reused from {config.metadata_path})",
-                  file=sys.stderr)
+        appeared = served_before != UNREADABLE and served_now > max(served_before, 0)
+        what = (f"version {served_now} appeared in {config.serving_dir} meanwhile (this run's "
+                f"push, or another run's)" if appeared else "nothing was pushed by this run")
+        completed = ", and a push of this run's model is completed" if appeared else ""
+        print(f"\ninterrupted: {what}; run the same command again to resume (finished "
+              f"components are reused from {config.metadata_path}{completed})", file=sys.stderr)
         # 130 for Ctrl-C; 143 for SIGTERM, as a process that a SIGTERM ended reports to a shell
         return EXIT_INTERRUPTED - signal.SIGINT + (guard.signal_number or signal.SIGINT)
     except Exception as error:  # a component failed: say which and why, without the traceback
