@@ -94,6 +94,7 @@ DEFAULT_HPARAMS: dict[str, float | int | str | bool] = {
     # >0: every this many training images, pull the weights toward a slow copy; export that copy
     "lookahead_images": 0,
     "whitening_bias_share": 0.3,  # the whitening stem's bias trains for this share of the steps
+    "translate_pixels": 2,  # training images shift by up to this many pixels each way
     "alternating_flip": False,  # mirror each image in every other epoch, not at random
     "cutout_size": 0,  # >0: cover a random square of this side in each training image
     "lr_schedule": "cosine",  # after the warm-up: cosine, or "linear" decay, both to a 2% floor

@@ -7,8 +7,10 @@ epoch sees new variants.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -16,7 +18,29 @@ import tensorflow as tf
 from modules import contract
 
 AUTOTUNE = tf.data.AUTOTUNE
-TRANSLATE_PIXELS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """How the training images change from epoch to epoch: the augmentation hyperparameters
+    (modules.contract.DEFAULT_HPARAMS), in one value for the input pipelines to pass on."""
+
+    translate_pixels: int = int(contract.DEFAULT_HPARAMS["translate_pixels"])
+    alternating_flip: bool = bool(contract.DEFAULT_HPARAMS["alternating_flip"])
+    cutout_size: int = int(contract.DEFAULT_HPARAMS["cutout_size"])
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.translate_pixels < contract.IMAGE_HEIGHT:
+            raise ValueError(f"translate_pixels must be within [0, {contract.IMAGE_HEIGHT}), "
+                             f"not {self.translate_pixels}.")
+
+    @classmethod
+    def of(cls, hparams: Mapping[str, Any]) -> Augmentation:
+        """The augmentation that hyperparameters (over the defaults) ask for."""
+        hp = {**contract.DEFAULT_HPARAMS, **hparams}
+        return cls(translate_pixels=int(hp["translate_pixels"]),
+                   alternating_flip=bool(hp["alternating_flip"]),
+                   cutout_size=int(hp["cutout_size"]))
 
 
 def expand_patterns(patterns: Iterable[str]) -> list[str]:
@@ -105,15 +129,17 @@ def cutout(images: tf.Tensor, size: int, seed: int | None = None) -> tf.Tensor:
 
 
 def augment_batch(images: tf.Tensor, seed: int | None = None,
-                  flips: tf.Tensor | None = None, cutout_size: int = 0) -> tf.Tensor:
+                  flips: tf.Tensor | None = None,
+                  augmentation: Augmentation = Augmentation()) -> tf.Tensor:
     """Random translation (reflect-padded crop) and horizontal flip of a batch [N, 32, 32, 3].
 
     Done per batch with gathers rather than per image, so augmentation costs little of the CPU
-    that training needs. A small shift suits short schedules better than the classic 4 pixels.
-    `flips` (bool [N]) says which images to mirror; by default each is a coin toss. With
-    `cutout_size`, a square of that side is covered too (`cutout`).
+    that training needs. The shift is up to `augmentation.translate_pixels` each way (the
+    default 2 suits short schedules; the classic is 4). `flips` (bool [N]) says which images to
+    mirror; by default each is a coin toss. With a `cutout_size`, a square of that side is
+    covered too (`cutout`).
     """
-    pad = TRANSLATE_PIXELS
+    pad = augmentation.translate_pixels
     batch = tf.shape(images)[0]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     offsets = tf.random.uniform([batch, 2], 0, 2 * pad + 1, dtype=tf.int32, seed=seed)
@@ -125,17 +151,20 @@ def augment_batch(images: tf.Tensor, seed: int | None = None,
         flip = tf.random.uniform([batch, 1, 1, 1], seed=seed) < 0.5
     else:
         flip = tf.reshape(flips, [batch, 1, 1, 1])
-    return cutout(tf.where(flip, tf.reverse(shifted, axis=[2]), shifted), cutout_size, seed)
+    return cutout(tf.where(flip, tf.reverse(shifted, axis=[2]), shifted),
+                  augmentation.cutout_size, seed)
 
 
 def make_batches(dataset: tf.data.Dataset, batch_size: int, training: bool,
-                 seed: int | None = None, cutout_size: int = 0) -> tf.data.Dataset:
-    """Shuffles and augments (training only), then batches with one-hot labels."""
+                 seed: int | None = None,
+                 augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
+    """Shuffles and augments (training only; random flips whatever `augmentation` says of
+    alternating ones, which training_batches makes), then batches with one-hot labels."""
     if training:
         dataset = dataset.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if training:
-        dataset = dataset.map(lambda x, y: (augment_batch(x, cutout_size=cutout_size), y),
+        dataset = dataset.map(lambda x, y: (augment_batch(x, augmentation=augmentation), y),
                               num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, contract.NUM_CLASSES)),
                           num_parallel_calls=AUTOTUNE)
@@ -143,17 +172,17 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, training: bool,
 
 
 def training_batches(dataset: tf.data.Dataset, num_examples: int, batch_size: int,
-                     seed: int | None = None, alternating_flip: bool = False,
-                     cutout_size: int = 0) -> tf.data.Dataset:
+                     seed: int | None = None,
+                     augmentation: Augmentation = Augmentation()) -> tf.data.Dataset:
     """The endless stream of augmented training batches that the Tuner and the Trainer fit on.
 
-    With `alternating_flip`, each image is mirrored at random in the first epoch and then in
-    every other epoch only: over any two epochs the network sees both sides of every image once,
-    which random flips leave to chance (airbench's "derandomized" flip).
+    With `augmentation.alternating_flip`, each image is mirrored at random in the first epoch
+    and then in every other epoch only: over any two epochs the network sees both sides of every
+    image once, which random flips leave to chance (airbench's "derandomized" flip).
     """
-    if not alternating_flip:
+    if not augmentation.alternating_flip:
         return make_batches(dataset, batch_size, training=True, seed=seed,
-                            cutout_size=cutout_size).repeat()
+                            augmentation=augmentation).repeat()
     first_flip_seed = tf.constant(0 if seed is None else seed, tf.int64)
 
     def with_flip(position: tf.Tensor, item):
@@ -168,7 +197,7 @@ def training_batches(dataset: tf.data.Dataset, num_examples: int, batch_size: in
               .enumerate()
               .map(with_flip, num_parallel_calls=AUTOTUNE)
               .batch(batch_size, drop_remainder=True)
-              .map(lambda x, y, flips: (augment_batch(x, flips=flips, cutout_size=cutout_size),
+              .map(lambda x, y, flips: (augment_batch(x, flips=flips, augmentation=augmentation),
                                         tf.one_hot(y, contract.NUM_CLASSES)),
                    num_parallel_calls=AUTOTUNE))
     return stream.prefetch(AUTOTUNE)

@@ -255,8 +255,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         fit_kwargs={
             "x": data.without_autotune(data.training_batches(
                 train, num_proxy, batch_size, seed=seed,
-                alternating_flip=bool(contract.DEFAULT_HPARAMS["alternating_flip"]),
-                cutout_size=int(contract.DEFAULT_HPARAMS["cutout_size"]))),
+                augmentation=data.Augmentation.of(contract.DEFAULT_HPARAMS))),
             "validation_data": data.make_batches(evaluation, batch_size, training=False),
             "epochs": epochs,
             "steps_per_epoch": steps,
@@ -394,8 +393,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             model.fit(
                 _sharded(data.training_batches(
                     train, num_train, batch_size, seed=seed,
-                    alternating_flip=bool(hparams["alternating_flip"]),
-                    cutout_size=int(hparams["cutout_size"]))),
+                    augmentation=data.Augmentation.of(hparams))),
                 validation_data=_sharded(
                     data.make_batches(evaluation, batch_size, training=False)),
                 epochs=epochs,

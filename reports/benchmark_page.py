@@ -32,10 +32,15 @@ TTA_DESCRIPTIONS = {  # how the timed signature treats each image, by test-time 
 
 # The offline copy's test images by origin (run_benchmark's accuracy_by_origin keys).
 ORIGIN_NAMES = {"exact": "original pixels", "jpeg_decoded": "pixels decoded from JPEG"}
+# ... and run_benchmark's exact_after_jpeg: the original-pixel images again, JPEG round-tripped
+# as the copy's other images were, so that the two rows compare the same images.
+EXACT_AFTER_JPEG = "exact_after_jpeg"
+ACCURACY_PARTS = {**ORIGIN_NAMES,
+                  EXACT_AFTER_JPEG: "original pixels after a JPEG round trip (quality 75)"}
 SINGLE_VIEW = "single view"  # serving_costs' key for the bare network's forward pass
 # Levers added after runs were first recorded: a record without one trained it off.
 PREDATED_LEVERS_OFF = {"lookahead_images": 0, "whitening_bias_share": 0.0, "cutout_size": 0,
-                       "compute_dtype": "float32"}
+                       "compute_dtype": "float32", "translate_pixels": 2}
 ROUND_ROBIN = "round-robin"  # serving_costs_timing of runs that timed the rows in turn
 # ... and whose batch-1 calls took the images in turn (before: one image throughout).
 ROUND_ROBIN_IMAGES = "round-robin, images in turn"
@@ -238,7 +243,7 @@ def _ratio(model: float, base: float) -> str:
 def _origin_rows(model: dict, base: dict | None) -> list[tuple]:
     """Accuracy on the offline copy's original images and on its JPEG-decoded ones, apart."""
     rows = []
-    for origin, name in ORIGIN_NAMES.items():
+    for origin, name in ACCURACY_PARTS.items():
         part = model.get("accuracy_by_origin", {}).get(origin)
         if not part or part["accuracy"] is None:
             continue
@@ -414,12 +419,12 @@ def add_tuning_comparison(doc: Document, report: dict, untuned: dict) -> None:
         ("Values the Tuner changed", _hyperparameter_changes(report), "-", "-"),
         _accuracy_row("Served test accuracy", tuned_model["accuracy"],
                       default_model["accuracy"]),
-        *(_accuracy_row(f"- on the {part['images']:,} images with {ORIGIN_NAMES[origin]}",
+        *(_accuracy_row(f"- on the {part['images']:,} images with {ACCURACY_PARTS[origin]}",
                         part["accuracy"],
                         default_model.get("accuracy_by_origin", {}).get(origin, {}).get(
                             "accuracy"))
           for origin, part in tuned_model.get("accuracy_by_origin", {}).items()
-          if origin in ORIGIN_NAMES and part["accuracy"] is not None),
+          if origin in ACCURACY_PARTS and part["accuracy"] is not None),
         _accuracy_row("int8 TFLite test accuracy", tuned_int8, default_int8),
         ("Trainer wall time", _minutes(tuned_model["trainer_seconds"]),
          _minutes(default_model["trainer_seconds"]),
@@ -483,14 +488,15 @@ def add_candidates(doc: Document, report: dict, untuned: dict | None,
                      f"`{model['test_time_augmentation']}`",
                      f"{model['parameters']:,}",
                      _percent(model["accuracy"]),
-                     *(_percent(parts.get(origin, {}).get("accuracy")) for origin in ORIGIN_NAMES),
+                     *(_percent(parts.get(origin, {}).get("accuracy"))
+                       for origin in ACCURACY_PARTS),
                      _percent(model["tflite"]["tflite"]["accuracy"]),
                      _minutes(model["trainer_seconds"]), trainer_vs,
                      "-" if throughput is None else _times(throughput),
                      "-" if latency is None else _times(latency), run["date"]])
     doc.table(["Run", "Pipeline flags", "Trained with", "Served level", "Parameters", "Served",
-               "Exact", "JPEG", "int8", "Trainer", "vs. defaults", "Throughput", "Latency",
-               "Date"], rows, numeric=[False, False, False, False, *[True] * 9, False])
+               "Exact", "JPEG", "Exact as JPEG", "int8", "Trainer", "vs. defaults", "Throughput",
+               "Latency", "Date"], rows, numeric=[False, False, False, False, *[True] * 10, False])
 
 
 def _percent(share: float | None) -> str:
@@ -522,9 +528,12 @@ def add_ablations(doc: Document, ablations: dict) -> None:
              f"`{contract.TEST_BATCH_FILE}`. Each variant is `modules.training.run_fn` with its "
              f"levers set and the row's seed; *2 views* is the exported SavedModel (the image and "
              f"its mirror), *1 view* the Keras model alone; *exact* and *JPEG* split the 2-view "
-             f"accuracy by the image's origin in the offline copy. Time is run_fn's own (training "
-             f"and export); *vs. defaults* compares with the defaults of the same seed (a row "
-             f"trained over earlier defaults, with the row named after *against*).")
+             f"accuracy by the image's origin in the offline copy, and *exact as JPEG* scores "
+             f"the exact ones again after a JPEG round trip like the copy's (quality 75): the "
+             f"same images both ways, so the gap is what the copy's JPEG costs. Time is "
+             f"run_fn's own (training and export); *vs. defaults* compares with the defaults "
+             f"of the same seed (a row trained over earlier defaults, with the row named after "
+             f"*against*).")
     rows, other_hosts = [], False
     for v in variants:
         base = by_key.get((v.get("baseline", "defaults"), v.get("seed")), first_defaults)
@@ -544,12 +553,11 @@ def add_ablations(doc: Document, ablations: dict) -> None:
             f"{v['accuracy_1_view']:.2%}", f"{v['accuracy_2_views']:.2%}",
             (f"{100 * (v['accuracy_2_views'] - base['accuracy_2_views']):+.2f} pts"
              if base else "-"),
-            *(_percent(origin.get(part, {}).get("accuracy")) for part in ("exact", "jpeg_decoded")),
+            *(_percent(origin.get(part, {}).get("accuracy")) for part in ACCURACY_PARTS),
             f"{speed:,.0f}" if speed is not None else "-", load_text(v)])
     doc.table(["Variant", "Lever", "Seed", "Parameters", "Time", "vs. defaults", "1 view",
-               "2 views", "2 views vs. defaults", "Exact", "JPEG", "Host speed", "1-min load"],
-              rows, numeric=[False, False, True, True, True, True, True, True, True, True, True,
-                             True, False])
+               "2 views", "2 views vs. defaults", "Exact", "JPEG", "Exact as JPEG", "Host speed",
+               "1-min load"], rows, numeric=[False, False, *[True] * 11, False])
     doc.para("*Host speed*: images/s at which the host trained the host-speed probe "
              "(`benchmarks/run_benchmark.py`'s, before and after the row's training, averaged); "
              "hosts of one description differ about 2x." + (

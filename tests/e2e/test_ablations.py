@@ -38,6 +38,8 @@ def test_each_variant_trains_with_its_levers_and_is_scored(trained_pipeline, sma
     assert levers["test_images"] == 300 and levers["train_seconds"] > 0
     assert all(speed > 0 for speed in levers["train_images_per_s"])  # the host, before and after
     assert 0.0 <= levers["accuracy_1_view"] <= 1.0 and 0.0 <= levers["accuracy_2_views"] <= 1.0
+    origin = levers["accuracy_2_views_by_origin"]  # the fixture's images are all original
+    assert origin["exact_after_jpeg"]["images"] == origin["exact"]["images"] == 300
     assert "| ema+flip+wide |" in (tmp_path / "ABLATIONS.md").read_text()
     assert mixed["variant"] == "bfloat16"
     assert mixed["hyperparameters"]["compute_dtype"] == "bfloat16"
@@ -60,4 +62,4 @@ def test_an_unknown_variant_is_one_line(tmp_path):
     assert process.stderr.strip().splitlines() == [
         "error: --variants: unknown bigger; choose from defaults, ema, lookahead, "
         "lookahead_1280, frozen_whitening_bias, alternating_flip, wide_stage2, ema+flip+wide, "
-        "relu, linear_decay, cutout, bfloat16."]
+        "ema+wide, relu, linear_decay, translate_4, cutout, bfloat16."]

@@ -2,30 +2,44 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from modules import contract, data
 
+DEFAULT_SHIFT = int(contract.DEFAULT_HPARAMS["translate_pixels"])
 
-def _windows(image: np.ndarray) -> list[np.ndarray]:
-    pad = data.TRANSLATE_PIXELS
+
+def _windows(image: np.ndarray, pad: int) -> list[np.ndarray]:
     padded = np.pad(image, [(pad, pad), (pad, pad), (0, 0)], mode="reflect")
     height, width = contract.IMAGE_HEIGHT, contract.IMAGE_WIDTH
     return [padded[i:i + height, j:j + width]
             for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
 
 
-def test_each_image_is_a_shifted_or_mirrored_copy_of_itself():
+@pytest.mark.parametrize("pixels", [DEFAULT_SHIFT, 4])
+def test_each_image_is_a_shifted_or_mirrored_copy_of_itself(pixels):
     images = np.random.default_rng(1).random((32, *contract.IMAGE_SHAPE)).astype("float32")
-    augmented = data.augment_batch(tf.constant(images), seed=3).numpy()
+    augmented = data.augment_batch(tf.constant(images), seed=3,
+                                   augmentation=data.Augmentation(translate_pixels=pixels)).numpy()
     assert augmented.shape == images.shape
-    flipped = 0
+    flipped = beyond_two = 0
     for original, result in zip(images, augmented, strict=False):
-        plain = any(np.array_equal(result, w) for w in _windows(original))
-        mirrored = any(np.array_equal(result[:, ::-1], w) for w in _windows(original))
+        plain = any(np.array_equal(result, w) for w in _windows(original, pixels))
+        mirrored = any(np.array_equal(result[:, ::-1], w) for w in _windows(original, pixels))
         assert plain or mirrored
         flipped += mirrored and not plain
+        beyond_two += not any(np.array_equal(view, w) for view in (result, result[:, ::-1])
+                              for w in _windows(original, 2))
     assert 0 < flipped < len(images)  # both kinds occur
+    assert (beyond_two > 0) == (pixels > 2)  # the shift reaches as far as it may
+
+
+def test_a_shift_must_leave_some_of_the_image():
+    with pytest.raises(ValueError, match="translate_pixels"):
+        data.Augmentation(translate_pixels=contract.IMAGE_HEIGHT)
+    assert data.Augmentation.of({"translate_pixels": 3, "cutout_size": 8}) == data.Augmentation(
+        translate_pixels=3, cutout_size=8)
 
 
 def test_evaluation_batches_are_left_alone_and_training_batches_keep_their_shape():
@@ -40,8 +54,8 @@ def test_evaluation_batches_are_left_alone_and_training_batches_keep_their_shape
 
 
 def _mirrored(original: np.ndarray, result: np.ndarray) -> bool:
-    plain = any(np.array_equal(result, w) for w in _windows(original))
-    mirrored = any(np.array_equal(result[:, ::-1], w) for w in _windows(original))
+    plain = any(np.array_equal(result, w) for w in _windows(original, DEFAULT_SHIFT))
+    mirrored = any(np.array_equal(result[:, ::-1], w) for w in _windows(original, DEFAULT_SHIFT))
     assert plain or mirrored
     return mirrored and not plain
 
@@ -50,7 +64,8 @@ def test_alternating_flip_mirrors_each_image_in_every_other_epoch():
     count, batch, epochs = 8, 4, 4
     images = np.random.default_rng(4).random((count, *contract.IMAGE_SHAPE)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(count)))
-    stream = data.training_batches(dataset, count, batch, seed=5, alternating_flip=True)
+    stream = data.training_batches(dataset, count, batch, seed=5,
+                                   augmentation=data.Augmentation(alternating_flip=True))
     flipped = np.zeros((epochs, count), bool)
     for step, (x, y) in enumerate(stream.take(epochs * count // batch)):
         for result, index in zip(x.numpy(), y.numpy().argmax(axis=1), strict=True):

@@ -28,3 +28,26 @@ def test_accuracy_by_origin_and_its_rows():
     assert [row[:2] for row in rows] == [
         ("Test accuracy, 2 images with original pixels", "100.00%"),
         ("Test accuracy, 2 images with pixels decoded from JPEG", "50.00%")]
+
+
+def test_exact_images_are_scored_again_after_a_jpeg_round_trip():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, *contract.IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3])
+    exact = np.array([1, 1, 0, 0], bool)
+    seen = []
+
+    def predict(batch):  # right on every image it gets, and remembers them
+        seen.append(batch)
+        return np.eye(contract.NUM_CLASSES)[labels[:len(batch)]]
+
+    result = run_benchmark.exact_after_jpeg(predict, images, labels, exact)
+    assert result == {"exact_after_jpeg": {"images": 2, "accuracy": 1.0}}
+    (given,) = seen
+    assert given.shape == (2, *contract.IMAGE_SHAPE) and given.dtype == np.uint8
+    assert not np.array_equal(given, images[:2])  # lossy: the JPEG changed the noise pixels
+    assert np.abs(given.astype(int) - images[:2]).mean() < 64
+    assert run_benchmark.exact_after_jpeg(predict, images, labels, None) == {}
+    rows = benchmark_page._origin_rows({"accuracy_by_origin": result}, None)  # noqa: SLF001
+    assert rows[0][:2] == ("Test accuracy, 2 images with original pixels after a JPEG round "
+                           "trip (quality 75)", "100.00%")
