@@ -223,7 +223,7 @@ def _run_locked(config: configs.PipelineConfig, verbose: bool) -> int:
             print(f"  TFLite: {outcome.tflite_path}")
     elif outcome.superseded_by:
         print(f"Blessed, but {config.serving_dir} serves version {outcome.superseded_by} now, "
-              f"not the version this run took as its baseline (another run pushed since), so "
+              f"not the version this run took as its baseline ({outcome.superseded_cause}), so "
               f"nothing was pushed: run the same command again to evaluate it against that "
               f"version.")
     else:

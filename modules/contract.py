@@ -176,9 +176,20 @@ PUSHED_TFLITE_DESTINATION_PROPERTY = "pushed_tflite_destination"
 PUSHED_MODEL_ID_PROPERTY = "pushed_model_id"
 # 1: the model was already the newest version, so nothing new was published (same paths)
 ALREADY_SERVED_PROPERTY = "already_served"
-# The version another run pushed after this model's evaluation: nothing pushed (its no-regression
-# verdict was against an older version).
+# The version served at push time when it was no longer the baseline this model was evaluated
+# against (another run pushed, or the baseline was removed): nothing pushed. The Pusher's output
+# then also records the baseline's version as BASELINE_VERSION_PROPERTY (absent: none was served).
 SUPERSEDED_BY_PROPERTY = "superseded_by_version"
+
+
+def superseded_cause(served_now: int, baseline_version: int | None) -> str:
+    """Why version `served_now` is not the baseline a model was compared with, for the Pusher's
+    log, the run's last lines and the report alike."""
+    if baseline_version is None or served_now > baseline_version:
+        return "another run pushed since"
+    if served_now < baseline_version:
+        return f"version {baseline_version}, the baseline, was removed since"
+    return f"version {baseline_version}, the baseline, was replaced since"
 
 # --------------------------------------------------------------------------------------------------
 # Components, modules and the model base path: what a served SavedModel must hold (modules.export

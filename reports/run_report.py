@@ -123,9 +123,11 @@ def component_rows(view: RunView) -> list[dict]:
             note = "failed: the run stopped here"
         elif node == contract.PUSHER_NODE:
             pushed = (view.io(execution)["outputs"].get("pushed_model") or [None])[0]
-            newer = runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY) if pushed else None
-            if newer:
-                note = f"pushed nothing: version {newer} was pushed since the baseline was taken"
+            cause = runs.superseded_cause(pushed) if pushed else None
+            if cause:
+                note = (f"pushed nothing: version "
+                        f"{runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)} was served "
+                        f"by then, not the baseline ({cause})")
             elif pushed is not None and not runs.custom_value(pushed, contract.PUSHED_PROPERTY):
                 note = "pushed nothing: the model is not blessed"
         elif node == contract.TFLITE_CONVERTER_NODE:
@@ -222,11 +224,12 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
     elif pushed is not None and runs.custom_value(pushed, contract.PUSHED_PROPERTY):
         outcome = (f"**Blessed and pushed** as version "
                    f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)}.")
-    elif pushed is not None and runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY):
+    elif pushed is not None and runs.superseded_cause(pushed):
         outcome = (f"**Blessed, not pushed**: version "
                    f"{runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)} was served "
-                   "by then, not the baseline this run compared with (another run pushed "
-                   "since); run again to evaluate against that version.")
+                   f"by then, not the baseline this run compared with "
+                   f"({runs.superseded_cause(pushed)}); run again to evaluate against that "
+                   f"version.")
     elif blessing is not None and not runs.custom_value(blessing, contract.BLESSED_PROPERTY):
         outcome = "**Not blessed**: nothing was pushed by this run."
     else:

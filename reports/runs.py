@@ -38,8 +38,10 @@ class RunOutcome:
     test_accuracy: float | None
     evaluation_uri: str | None
     already_served: bool = False  # pushed: the model was already the newest version
-    # not pushed: another run pushed this version after the model was evaluated
+    # not pushed: this version was served by then, not the baseline the model was evaluated
+    # against, for `superseded_cause` (superseded_cause's words)
     superseded_by: int | None = None
+    superseded_cause: str | None = None
 
 
 class UnknownRunError(LookupError):
@@ -90,6 +92,16 @@ def custom_value(entity, key: str):
     value = entity.custom_properties[key]
     kind = value.WhichOneof("value")
     return None if kind is None else getattr(value, kind)
+
+
+def superseded_cause(pushed) -> str | None:
+    """Why a Pusher's output pushed nothing because the served version was no longer its
+    baseline (contract.superseded_cause); None when that is not why."""
+    newer = custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)
+    if not newer:
+        return None
+    return contract.superseded_cause(newer,
+                                     custom_value(pushed, contract.BASELINE_VERSION_PROPERTY))
 
 
 def node_id(execution, store) -> str:
@@ -254,6 +266,7 @@ def latest_outcome(metadata_path: str, run_id: str | None = None) -> RunOutcome:
         already_served=bool(pushed_value(contract.ALREADY_SERVED_PROPERTY)),
         superseded_by=(custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)
                        if pushed is not None else None),
+        superseded_cause=superseded_cause(pushed) if pushed is not None else None,
     )
 
 

@@ -132,15 +132,22 @@ class Executor(base_executor.BaseExecutor):
                 pushed.set_int_custom_property(contract.ALREADY_SERVED_PROPERTY, 1)
                 _record(pushed, model, served)
                 return
-            newer = superseding_version(_first(input_dict, BASELINE_KEY), serving_dir)
+            baseline = _first(input_dict, BASELINE_KEY)
+            newer = superseding_version(baseline, serving_dir)
             if newer is not None:
+                baseline_version = (baseline.get_int_custom_property(
+                    contract.BASELINE_VERSION_PROPERTY) if baseline.has_custom_property(
+                    contract.BASELINE_VERSION_PROPERTY) else None)
                 log.warning("Version %d is served from %s now, not the version this run took "
-                            "as its baseline (another run pushed since); this model was never "
-                            "compared with version %d, so nothing was pushed. Run the pipeline "
-                            "again to evaluate it against that version.", newer, serving_dir,
-                            newer)
+                            "as its baseline (%s); this model was never compared with version "
+                            "%d, so nothing was pushed. Run the pipeline again to evaluate it "
+                            "against that version.", newer, serving_dir,
+                            contract.superseded_cause(newer, baseline_version), newer)
                 pushed.set_int_custom_property(contract.PUSHED_PROPERTY, 0)
                 pushed.set_int_custom_property(contract.SUPERSEDED_BY_PROPERTY, newer)
+                if baseline_version is not None:
+                    pushed.set_int_custom_property(contract.BASELINE_VERSION_PROPERTY,
+                                                   baseline_version)
                 return
             try:
                 saved_model_path, tflite_path, version = self._push(

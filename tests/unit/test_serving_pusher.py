@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 from components.artifacts import TFLiteModel
 from components.serving_pusher import executor
 from modules import contract, export
+from reports import runs
 from serving import model_base
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -549,6 +550,7 @@ def baseline_of(tmp_path: Path, served: Path | None) -> dict:
     baseline.uri = str(tmp_path / "baseline")
     if served is not None:
         shutil.copytree(served, export.serving_model_dir(baseline.uri))
+        baseline.set_int_custom_property(contract.BASELINE_VERSION_PROPERTY, int(served.name))
     return {executor.BASELINE_KEY: [baseline]}
 
 
@@ -570,6 +572,31 @@ def test_a_version_another_run_pushed_after_the_evaluation_stops_the_push(tmp_pa
     assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 0
     assert pushed.get_int_custom_property(contract.SUPERSEDED_BY_PROPERTY) == 200
     assert contents(serving) == before
+
+
+def test_a_removed_baseline_stops_the_push_and_is_named_as_removed(tmp_path):
+    """The version the model was evaluated against was deleted by hand: the older one served now
+    was never compared with it either, and nobody pushed since, which the words must not claim."""
+    serving = tmp_path / "serving"
+    older = fake_saved_model(serving / "100")
+    (older / contract.SAVED_MODEL_FILE).write_bytes(b"the older graph")
+    baseline = baseline_of(tmp_path, fake_saved_model(serving / "200"))
+    shutil.rmtree(serving / "200")
+
+    pushed = push(tmp_path, serving, extra_inputs=baseline)
+    assert pushed.get_int_custom_property(contract.PUSHED_PROPERTY) == 0
+    assert pushed.get_int_custom_property(contract.SUPERSEDED_BY_PROPERTY) == 100
+    assert pushed.get_int_custom_property(contract.BASELINE_VERSION_PROPERTY) == 200
+    assert runs.superseded_cause(pushed.mlmd_artifact) == (
+        "version 200, the baseline, was removed since")
+    assert model_base.list_versions(str(serving)) == [100]
+
+
+def test_the_served_version_tells_why_it_is_not_the_baseline():
+    assert contract.superseded_cause(7, None) == "another run pushed since"  # nothing served then
+    assert contract.superseded_cause(7, 6) == "another run pushed since"
+    assert contract.superseded_cause(5, 6) == "version 6, the baseline, was removed since"
+    assert contract.superseded_cause(6, 6) == "version 6, the baseline, was replaced since"
 
 
 def test_the_version_the_model_was_evaluated_against_still_newest_lets_it_push(tmp_path):
