@@ -39,7 +39,7 @@ class RunOutcome:
     evaluation_uri: str | None
     already_served: bool = False  # pushed: the model was already the newest version
     # not pushed: this version was served by then, not the baseline the model was evaluated
-    # against, for `superseded_cause` (superseded_cause's words)
+    # against; `superseded_cause` says why (another run pushed, or the baseline went)
     superseded_by: int | None = None
     superseded_cause: str | None = None
 
