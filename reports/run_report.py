@@ -224,12 +224,11 @@ def section_summary(doc: Document, view: RunView, rows: list[dict], metadata_pat
     elif pushed is not None and runs.custom_value(pushed, contract.PUSHED_PROPERTY):
         outcome = (f"**Blessed and pushed** as version "
                    f"{runs.custom_value(pushed, contract.PUSHED_VERSION_PROPERTY)}.")
-    elif pushed is not None and runs.superseded_cause(pushed):
+    elif pushed is not None and (cause := runs.superseded_cause(pushed)):
         outcome = (f"**Blessed, not pushed**: version "
                    f"{runs.custom_value(pushed, contract.SUPERSEDED_BY_PROPERTY)} was served "
-                   f"by then, not the baseline this run compared with "
-                   f"({runs.superseded_cause(pushed)}); run again to evaluate against that "
-                   f"version.")
+                   f"by then, not the baseline this run compared with ({cause}); run again to "
+                   f"evaluate against that version.")
     elif blessing is not None and not runs.custom_value(blessing, contract.BLESSED_PROPERTY):
         outcome = "**Not blessed**: nothing was pushed by this run."
     else:
